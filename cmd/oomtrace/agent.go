@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/oomtrace/oomtrace/internal/agent"
+	"github.com/oomtrace/oomtrace/internal/output"
+	"github.com/oomtrace/oomtrace/internal/probe"
+	"github.com/oomtrace/oomtrace/internal/version"
+)
+
+func newAgentCmd() *cobra.Command {
+	var (
+		cfg         agent.Config
+		ringBufSize uint32
+		logLevel    string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Trace OOM kills until stopped; one JSON line per event on stdout",
+		Long: `Run the tracing agent, as a DaemonSet does. Every OOM kill becomes one
+JSON object on stdout (fields: docs/events.md). The agent's own logs go to
+stderr. SIGINT or SIGTERM detaches every probe, writes out the events
+already captured, and exits 0.`,
+		Example: `  # trace on this node, events to a file, logs on the terminal
+  sudo oomtrace agent > oom-events.jsonl
+
+  # let a test or a probe script know when tracing has started
+  sudo oomtrace agent --ready-file /run/oomtrace.ready`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return usageError{err}
+			}
+			defer log.Sync()
+			cfg.RingBufSize = ringBufSize
+			if cfg.Node == "" {
+				cfg.Node = nodeName()
+			}
+
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+
+			log.Info("starting", zap.String("version", version.Version), zap.String("node", cfg.Node))
+			stats, err := agent.Run(ctx, cfg, output.NewJSONLines(os.Stdout), log)
+			if err != nil {
+				return err
+			}
+			log.Info("stopped", zap.Any("stats", stats))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Node, "node-name", os.Getenv("NODE_NAME"), "node name in every event (default: $NODE_NAME, else the host name)")
+	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write this file once every probe is attached; removed on exit")
+	f.Uint32Var(&ringBufSize, "ringbuf-size", probe.DefaultRingBufSize, "BPF ring buffer size in bytes (a power of two, at least a page)")
+	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and output before new ones are dropped and counted")
+	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")
+	f.StringVar(&logLevel, "log-level", "info", "stderr log level: debug, info, warn, error")
+	return cmd
+}
+
+func nodeName() string {
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "unknown"
+}
+
+// newLogger logs for people, on stderr, as JSON so log pipelines can read
+// it too; stdout carries only events.
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.OutputPaths = []string{"stderr"}
+	cfg.ErrorOutputPaths = []string{"stderr"}
+	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	cfg.DisableStacktrace = true
+	cfg.Sampling = nil
+	return cfg.Build()
+}

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package agent wires the path an event takes: kernel probes, ring buffer,
+// decoding, pod identity, output. It runs until its context ends, then
+// detaches every probe and writes out what was already captured.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/probe"
+)
+
+// Config is the agent's settings, filled once from flags.
+type Config struct {
+	Node        string
+	ReadyFile   string // written once every probe is attached
+	RingBufSize uint32
+	// QueueSize bounds the events decoded but not yet written; past it
+	// events are counted as dropped rather than held without bound.
+	QueueSize int
+	// StatsInterval is how often lost-event counters are checked and any
+	// new loss logged.
+	StatsInterval time.Duration
+}
+
+// Writer is where events go.
+type Writer interface {
+	Write(*event.Event) error
+	Sync() error
+}
+
+// Stats counts what the agent did; it is logged when the agent stops.
+type Stats struct {
+	Events       map[string]uint64 `json:"events"`
+	QueueDrops   uint64            `json:"queue_drops"`
+	DecodeErrors uint64            `json:"decode_errors"`
+	WriteErrors  uint64            `json:"write_errors"`
+	Kernel       probe.Drops       `json:"kernel_drops"`
+}
+
+// Run traces until ctx is done.
+func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, error) {
+	stats := Stats{Events: map[string]uint64{}}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 1024
+	}
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = 10 * time.Second
+	}
+
+	seeds := map[uint64]uint64{}
+	hier, err := cgroup.FindMemoryHierarchy()
+	if err != nil {
+		log.Warn("memory cgroups not found: every OOM will be reported as global", zap.Error(err))
+	} else {
+		log.Info("memory cgroup hierarchy", zap.Int("version", hier.Version), zap.String("mount", hier.Mount), zap.String("mode", hier.Mode))
+		if seeds, err = hier.OOMKillCounts(); err != nil {
+			return stats, err
+		}
+	}
+
+	probes, err := probe.Load(probe.Config{RingBufSize: cfg.RingBufSize, OOMKillsSeen: seeds})
+	if err != nil {
+		return stats, err
+	}
+	defer probes.Close()
+	for _, h := range probes.Hooks {
+		log.Info("attached", zap.String("hook", h.Name), zap.Stringer("tier", h.Tier), zap.String("program", h.Program))
+	}
+	if cfg.ReadyFile != "" {
+		if err := os.WriteFile(cfg.ReadyFile, []byte("ready\n"), 0o644); err != nil {
+			return stats, fmt.Errorf("write --ready-file: %w", err)
+		}
+		defer os.Remove(cfg.ReadyFile)
+	}
+
+	dec := &event.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall}
+	queue := make(chan *event.Event, cfg.QueueSize)
+	var queueDrops, decodeErrors atomic.Uint64
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		defer close(queue)
+		readErr <- readLoop(probes, dec, queue, &queueDrops, &decodeErrors, log)
+	}()
+
+	go func() {
+		<-ctx.Done()
+		log.Info("stopping: detaching probes and draining the ring buffer")
+		if err := probes.Detach(); err != nil {
+			log.Warn("detach", zap.Error(err))
+		}
+	}()
+
+	ticker := time.NewTicker(cfg.StatsInterval)
+	defer ticker.Stop()
+	var lastLoss uint64
+	for done := false; !done; {
+		select {
+		case e, ok := <-queue:
+			if !ok {
+				done = true
+				break
+			}
+			enrich(e)
+			if err := out.Write(e); err != nil {
+				stats.WriteErrors++
+				log.Error("write event", zap.Error(err))
+				continue
+			}
+			stats.Events[e.Event]++
+		case <-ticker.C:
+			if d, err := probes.Drops(); err == nil {
+				if loss := d.RingBufFull + queueDrops.Load(); loss > lastLoss {
+					log.Warn("events lost", zap.Uint64("ringbuf_full", d.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()))
+					lastLoss = loss
+				}
+			}
+		}
+	}
+	wg.Wait()
+	if err := out.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
+		log.Warn("flush output", zap.Error(err))
+	}
+
+	stats.QueueDrops = queueDrops.Load()
+	stats.DecodeErrors = decodeErrors.Load()
+	if d, err := probes.Drops(); err == nil {
+		stats.Kernel = d
+	}
+	if err := <-readErr; err != nil {
+		return stats, err
+	}
+	return stats, nil
+}
+
+// readLoop moves records from the ring buffer to the queue until the
+// probes are detached and the ring buffer is empty. It never blocks on a
+// full queue: the kernel side must keep moving.
+func readLoop(p *probe.Probes, dec *event.Decoder, queue chan<- *event.Event, drops, decodeErrors *atomic.Uint64, log *zap.Logger) error {
+	var rec ringbuf.Record
+	for {
+		if err := p.ReadInto(&rec); err != nil {
+			if errors.Is(err, probe.ErrDrained) {
+				return nil
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		e, err := dec.Decode(rec.RawSample)
+		if err != nil {
+			decodeErrors.Add(1)
+			log.Error("decode record", zap.Error(err))
+			continue
+		}
+		select {
+		case queue <- e:
+		default:
+			drops.Add(1)
+		}
+	}
+}
+
+// enrich adds what user space knows about the event's cgroups.
+func enrich(e *event.Event) {
+	if e.Victim != nil {
+		e.K8s = cgroup.Identify(e.Victim.Cgroup)
+	}
+}
+
+// bootToWall converts a CLOCK_BOOTTIME reading to wall-clock time, using
+// both clocks now, so suspend and clock steps are accounted for.
+func bootToWall(bootNS uint64) time.Time {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return now
+	}
+	return now.Add(-time.Duration(ts.Nano() - int64(bootNS)))
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cgroup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/cgroups/v3"
+)
+
+// Hierarchy is where the memory controller is mounted.
+type Hierarchy struct {
+	Version int    // 1 or 2
+	Mount   string // e.g. /sys/fs/cgroup/memory (v1) or /sys/fs/cgroup (v2)
+	// Mode is the host's cgroup layout: legacy, hybrid or unified.
+	Mode string
+}
+
+// ErrNoMemoryController means no mounted hierarchy has the memory controller.
+var ErrNoMemoryController = errors.New("no cgroup hierarchy with the memory controller is mounted (want a cgroup v1 memory mount, or cgroup2 with memory in cgroup.controllers)")
+
+// FindMemoryHierarchy reads /proc/self/mountinfo for the memory controller.
+func FindMemoryHierarchy() (Hierarchy, error) {
+	return findMemoryHierarchy("/proc/self/mountinfo")
+}
+
+func findMemoryHierarchy(mountinfo string) (Hierarchy, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return Hierarchy{}, fmt.Errorf("find memory cgroup hierarchy: %w", err)
+	}
+	defer f.Close()
+
+	h := Hierarchy{Mode: modeName(cgroups.Mode())}
+	var v2 string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+3 >= len(fields) {
+			continue
+		}
+		mount, fstype, superOpts := fields[4], fields[sep+1], fields[sep+3]
+		switch fstype {
+		case "cgroup":
+			for _, o := range strings.Split(superOpts, ",") {
+				if o == "memory" {
+					h.Version, h.Mount = 1, mount
+					return h, nil
+				}
+			}
+		case "cgroup2":
+			if v2 == "" && hasController(mount, "memory") {
+				v2 = mount
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Hierarchy{}, fmt.Errorf("read %s: %w", mountinfo, err)
+	}
+	if v2 != "" {
+		h.Version, h.Mount = 2, v2
+		return h, nil
+	}
+	return Hierarchy{Mode: h.Mode}, ErrNoMemoryController
+}
+
+func hasController(mount, name string) bool {
+	b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
+	if err != nil {
+		return false
+	}
+	for _, c := range strings.Fields(string(b)) {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+func modeName(m cgroups.CGMode) string {
+	switch m {
+	case cgroups.Legacy:
+		return "legacy"
+	case cgroups.Hybrid:
+		return "hybrid"
+	case cgroups.Unified:
+		return "unified"
+	}
+	return "unavailable"
+}
+
+// OOMKillCounts walks the hierarchy and returns, for every memory cgroup
+// that has had OOM kills, its kernfs id (the directory's inode number)
+// and the count. The kernel counts kills per memcg; the BPF side compares
+// against these to tell a kill from a victim that was already exiting.
+func (h Hierarchy) OOMKillCounts() (map[uint64]uint64, error) {
+	file := "memory.events.local"
+	if h.Version == 1 {
+		file = "memory.oom_control"
+	}
+	counts := map[uint64]uint64{}
+	err := filepath.WalkDir(h.Mount, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		n, err := readKeyedCounter(filepath.Join(path, file), "oom_kill")
+		if err != nil || n == 0 {
+			return nil // the root has no such file on v2; gone cgroups have none
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			counts[st.Ino] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk %s: %w", h.Mount, err)
+	}
+	return counts, nil
+}
+
+// readKeyedCounter reads "key value" lines, as in memory.events and
+// memory.oom_control, and returns the value of key.
+func readKeyedCounter(path, key string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %s %q is not a count", path, key, v)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s line", path, key)
+}

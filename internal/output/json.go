@@ -69,6 +69,10 @@ func eventFields(e *event.Event) []zap.Field {
 	return f
 }
 
+// timeFormat is RFC 3339 with all nine digits of nanoseconds, so lines sort
+// as text and every line has the same shape.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
 func encodeTimeUTC(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
-	enc.AppendString(t.UTC().Format(time.RFC3339Nano))
+	enc.AppendString(t.UTC().Format(timeFormat))
 }

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
+)
+
+func sampleEvent() *event.Event {
+	return &event.Event{
+		Event: event.KindOOMKill,
+		Time:  time.Date(2026, 11, 22, 9, 57, 56, 756996000, time.UTC),
+		Node:  "node-1",
+		Victim: &event.Victim{
+			PID: 32308, TID: 32308, NSPID: 12, Comm: "stress", OOMScoreAdj: 939,
+			Cgroup:        "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672",
+			RSS:           event.RSS{AnonBytes: 102010880, FileBytes: 196608},
+			TotalVMBytes:  113299456,
+			PgtablesBytes: 253952,
+		},
+		Trigger:    &event.Trigger{PID: 32332, TID: 32332, NSPID: 36, Comm: "stress", Cgroup: "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672"},
+		Constraint: event.ConstraintMemcg,
+		Memcg:      &event.Memcg{Path: "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c", LimitBytes: 128974848, UsageBytes: 128974848, Failcnt: 3632},
+		K8s:        &cgroup.PodIdentity{PodUID: "bc001ffa-68fc-11e9-92d7-5ef9efd9374c", ContainerID: "a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672", QOS: cgroup.QOSBurstable},
+	}
+}
+
+// Every field of the event reaches the line, and the line is one valid
+// object per the schema.
+func TestJSONLinesRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewJSONLines(&buf)
+	want := sampleEvent()
+	global := sampleEvent()
+	global.Constraint, global.Memcg, global.K8s = event.ConstraintGlobal, nil, nil
+	for _, e := range []*event.Event{want, global} {
+		if err := w.Write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), buf.String())
+	}
+	schema := eventtest.Schema(t)
+	for i, e := range []*event.Event{want, global} {
+		got := eventtest.Validate(t, schema, lines[i])
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("line %d round trip:\n got  %+v\n want %+v\n%s", i, got, e, lines[i])
+		}
+	}
+	if !bytes.Contains(lines[0], []byte(`"time":"2026-11-22T09:57:56.756996000Z"`)) {
+		t.Errorf("time is not RFC 3339 UTC with nanoseconds: %s", lines[0])
+	}
+}
+
+// Names are chosen by whoever starts the process or makes the cgroup:
+// quotes, newlines and invalid UTF-8 must not break the line.
+func TestJSONLinesHostileNames(t *testing.T) {
+	var buf bytes.Buffer
+	e := sampleEvent()
+	e.Victim.Comm = "a\"b\n{\"event\":\xff"
+	e.Victim.Cgroup = "/evil\n\"}/x"
+	if err := NewJSONLines(&buf).Write(e); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(buf.Bytes(), []byte("\n")); n != 1 {
+		t.Fatalf("one event became %d lines:\n%s", n, buf.String())
+	}
+	got := eventtest.Validate(t, eventtest.Schema(t), bytes.TrimSpace(buf.Bytes()))
+	if got.Victim.Cgroup != e.Victim.Cgroup {
+		t.Errorf("cgroup %q, want %q", got.Victim.Cgroup, e.Victim.Cgroup)
+	}
+}

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package hosttest runs the oomtrace binary on this machine against real
+// memory cgroup OOMs, in cgroup trees laid out as kubelet lays them out.
+// OOMs happen only inside cgroups with small limits; every cgroup and
+// process a test makes is removed when it ends, also when it fails.
+package hosttest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
+	"github.com/oomtrace/oomtrace/internal/probe"
+)
+
+// hogEnv makes the test binary act as a memory hog (see runHog).
+const hogEnv = "OOMTRACE_TEST_HOG"
+
+var oomtraceBin string
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(hogEnv); spec != "" {
+		os.Exit(runHog(spec))
+	}
+	dir, err := os.MkdirTemp("", "oomtrace-hosttest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	oomtraceBin = filepath.Join(dir, "oomtrace")
+	build := exec.Command("go", "build", "-o", oomtraceBin, "../../cmd/oomtrace")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build oomtrace:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runHog joins a cgroup, maps and touches MiB of anonymous memory, prints
+// "ready", then either holds it until killed ("hold") or exits ("exit").
+func runHog(spec string) int {
+	parts := strings.Split(spec, ":")
+	if len(parts) != 3 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit\n", hogEnv, spec)
+		return 2
+	}
+	procs, mode := parts[0], parts[2]
+	mib, err := strconv.Atoi(parts[1])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s MiB %q: %v\n", hogEnv, parts[1], err)
+		return 2
+	}
+	if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "join cgroup:", err)
+		return 3
+	}
+	mem, err := unix.Mmap(-1, 0, mib<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mmap:", err)
+		return 4
+	}
+	for i := 0; i < len(mem); i += os.Getpagesize() {
+		mem[i] = 1
+	}
+	fmt.Println("ready")
+	for mode == "hold" {
+		unix.Pause() // until killed
+	}
+	return 0
+}
+
+// requireTracing skips unless this host can run the agent for real.
+func requireTracing(t *testing.T) cgroup.Hierarchy {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs and make memory cgroups")
+	}
+	h, err := cgroup.FindMemoryHierarchy()
+	if err != nil {
+		t.Skipf("skipped: memory cgroup controller: %v", err)
+	}
+	if r := probe.Check(); !r.CanTrace {
+		t.Skipf("skipped: %s (%+v)", r.Conclusion, r.Hooks)
+	}
+	return h
+}
+
+// tree makes cgroups under the memory hierarchy and removes them at the
+// end of the test.
+type tree struct {
+	t    *testing.T
+	h    cgroup.Hierarchy
+	made []string // absolute paths, in creation order
+}
+
+func newTree(t *testing.T, h cgroup.Hierarchy) *tree {
+	tr := &tree{t: t, h: h}
+	t.Cleanup(tr.remove)
+	return tr
+}
+
+// mkdir makes every missing directory of rel (e.g. "/kubepods/burstable")
+// and, when limit > 0, sets the last one's memory limit in bytes.
+func (tr *tree) mkdir(rel string, limit int64) string {
+	tr.t.Helper()
+	dir := tr.h.Mount
+	for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
+		if tr.h.Version == 2 {
+			// cgroup v2: the parent must hand the memory controller down.
+			_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory"), 0)
+		}
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err == nil {
+			tr.made = append(tr.made, dir)
+		} else if !errors.Is(err, os.ErrExist) {
+			tr.t.Fatalf("make cgroup %s: %v", dir, err)
+		}
+	}
+	if limit > 0 {
+		file := "memory.max"
+		if tr.h.Version == 1 {
+			file = "memory.limit_in_bytes"
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+			tr.t.Fatalf("set %s/%s: %v", dir, file, err)
+		}
+	}
+	return dir
+}
+
+// remove deletes what mkdir made, deepest first. A killed task takes a
+// moment to leave its cgroup, so each rmdir is retried briefly.
+func (tr *tree) remove() {
+	for i := len(tr.made) - 1; i >= 0; i-- {
+		dir := tr.made[i]
+		var err error
+		for try := 0; try < 50; try++ {
+			if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			tr.t.Errorf("remove cgroup %s: %v", dir, err)
+		}
+	}
+}
+
+// hog is a memory hog process in a cgroup.
+type hog struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startHog starts a hog in the cgroup dir. With hold it keeps its memory
+// until killed, and startHog returns once it has it all.
+func startHog(t *testing.T, dir string, mib int, hold bool) *hog {
+	t.Helper()
+	mode := "exit"
+	if hold {
+		mode = "hold"
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", hogEnv, filepath.Join(dir, "cgroup.procs"), mib, mode))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start hog: %v", err)
+	}
+	h := &hog{cmd: cmd, done: make(chan error, 1)}
+	t.Cleanup(func() { h.cmd.Process.Kill(); <-h.done })
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ready <- sc.Scan() && sc.Text() == "ready"
+		for sc.Scan() {
+		}
+		h.done <- cmd.Wait()
+		close(h.done)
+	}()
+	if hold {
+		select {
+		case ok := <-ready:
+			if !ok {
+				t.Fatalf("hog of %d MiB died before it held its memory", mib)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("hog of %d MiB not ready after 30 s", mib)
+		}
+	}
+	return h
+}
+
+func (h *hog) pid() uint32 { return uint32(h.cmd.Process.Pid) }
+
+// wait returns the hog's exit: nil, or an *exec.ExitError.
+func (h *hog) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("hog %d still running after 60 s", h.pid())
+		return nil
+	}
+}
+
+func killedBySIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// agentRun is a running `oomtrace agent`.
+type agentRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	stopped        bool
+}
+
+// startAgent runs the agent and returns once its probes are attached.
+func startAgent(t *testing.T, args ...string) *agentRun {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	a := &agentRun{cmd: exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node"}, args...)...)}
+	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start agent: %v", err)
+	}
+	t.Cleanup(func() {
+		if !a.stopped {
+			a.cmd.Process.Kill()
+			a.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return a
+		}
+		if a.cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 30 s; stderr:\n%s", a.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// agentStats is the "stopped" log line's stats.
+type agentStats struct {
+	Events      map[string]uint64 `json:"events"`
+	QueueDrops  uint64            `json:"queue_drops"`
+	KernelDrops struct {
+		RingBufFull uint64 `json:"ringbuf_full"`
+	} `json:"kernel_drops"`
+}
+
+// stop sends SIGTERM, checks the agent exits 0 with every stdout line a
+// schema-valid event, and returns the events and the agent's own counts.
+func (a *agentRun) stop(t *testing.T) ([]*event.Event, agentStats) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal agent: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- a.cmd.Wait() }()
+	select {
+	case err := <-errc:
+		a.stopped = true
+		if err != nil {
+			t.Fatalf("agent exited with %v on SIGTERM; stderr:\n%s", err, a.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent still running 20 s after SIGTERM; stderr:\n%s", a.stderr.String())
+	}
+
+	schema := eventtest.Schema(t)
+	var events []*event.Event
+	for _, line := range bytes.Split(bytes.TrimSuffix(a.stdout.Bytes(), []byte("\n")), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		events = append(events, eventtest.Validate(t, schema, line))
+	}
+
+	var stats agentStats
+	found := false
+	for _, line := range strings.Split(a.stderr.String(), "\n") {
+		var l struct {
+			Msg   string     `json:"msg"`
+			Stats agentStats `json:"stats"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "stopped" {
+			stats, found = l.Stats, true
+		}
+	}
+	if !found {
+		t.Fatalf("agent logged no \"stopped\" line with its stats; stderr:\n%s", a.stderr.String())
+	}
+	return events, stats
+}
+
+func ofKind(events []*event.Event, kind string) []*event.Event {
+	var out []*event.Event
+	for _, e := range events {
+		if e.Event == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// vmstatOOMKills reads the kernel's count of OOM kills.
+func vmstatOOMKills(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Skip("skipped: /proc/vmstat has no oom_kill counter (kernel before 4.13)")
+	return 0
+}

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hosttest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/event"
+)
+
+// newPodUID returns a random RFC 4122 version 4 UUID, as kubelet's pods have.
+func newPodUID(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+}
+
+func newContainerID(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Seed 000: a pod-level limit of 123Mi, no container limit. A 100 MiB
+// process runs; a second process allocating 50 MiB pushes the pod over.
+// The kernel kills the larger one, at the pod's limit.
+func TestPodLimitKillsLargestProcess(t *testing.T) {
+	h := requireTracing(t)
+	uid, cid := newPodUID(t), newContainerID(t)
+	podPath := "/kubepods/burstable/pod" + uid
+	ctrPath := podPath + "/" + cid
+
+	tr := newTree(t, h)
+	tr.mkdir(podPath, 123<<20)
+	ctr := tr.mkdir(ctrPath, 0)
+
+	a := startAgent(t)
+	big := startHog(t, ctr, 100, true)
+	small := startHog(t, ctr, 50, false)
+	if err := big.wait(t); !killedBySIGKILL(err) {
+		t.Errorf("100 MiB process: exit %v, want killed by SIGKILL", err)
+	}
+	if err := small.wait(t); err != nil {
+		t.Errorf("50 MiB process: exit %v, want success once the other was killed", err)
+	}
+	events, stats := a.stop(t)
+
+	kills := ofKind(events, event.KindOOMKill)
+	if len(kills) != 1 {
+		t.Fatalf("got %d oom_kill lines, want exactly 1: %+v", len(kills), events)
+	}
+	e := kills[0]
+	if e.Node != "test-node" {
+		t.Errorf("node %q", e.Node)
+	}
+	if e.Victim.PID != big.pid() || e.Trigger.PID != small.pid() {
+		t.Errorf("victim pid %d trigger pid %d; want victim %d (100 MiB) and trigger %d (50 MiB)", e.Victim.PID, e.Trigger.PID, big.pid(), small.pid())
+	}
+	if e.Victim.Cgroup != ctrPath || e.Trigger.Cgroup != ctrPath {
+		t.Errorf("victim cgroup %q trigger cgroup %q, want %q", e.Victim.Cgroup, e.Trigger.Cgroup, ctrPath)
+	}
+	if e.Victim.RSS.AnonBytes < 100<<20 {
+		t.Errorf("victim anon RSS %d, want at least the 100 MiB it touched", e.Victim.RSS.AnonBytes)
+	}
+	if e.Constraint != event.ConstraintMemcg || e.Memcg == nil {
+		t.Fatalf("constraint %q memcg %+v, want memcg", e.Constraint, e.Memcg)
+	}
+	if e.Memcg.Path != podPath || e.Memcg.LimitBytes != 128974848 {
+		t.Errorf("memcg path %q limit %d, want the pod %q at 128974848", e.Memcg.Path, e.Memcg.LimitBytes, podPath)
+	}
+	if e.Memcg.UsageBytes+2<<20 < e.Memcg.LimitBytes || e.Memcg.Failcnt == 0 {
+		t.Errorf("memcg usage %d failcnt %d: want usage at the limit and failures counted", e.Memcg.UsageBytes, e.Memcg.Failcnt)
+	}
+	want := cgroup.PodIdentity{PodUID: uid, ContainerID: cid, QOS: cgroup.QOSBurstable}
+	if e.K8s == nil || *e.K8s != want {
+		t.Errorf("k8s %+v, want %+v", e.K8s, want)
+	}
+	if stats.Events[event.KindOOMKill] != 1 || stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
+		t.Errorf("agent stats %+v, want 1 oom_kill and nothing dropped", stats)
+	}
+}
+
+// The systemd cgroup driver's names, with the container's own limit firing
+// under a larger pod limit.
+func TestSystemdDriverContainerLimit(t *testing.T) {
+	h := requireTracing(t)
+	uid, cid := newPodUID(t), newContainerID(t)
+	podPath := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice"
+	ctrPath := podPath + "/cri-containerd-" + cid + ".scope"
+
+	tr := newTree(t, h)
+	tr.mkdir(podPath, 256<<20)
+	ctr := tr.mkdir(ctrPath, 64<<20)
+
+	a := startAgent(t)
+	p := startHog(t, ctr, 100, false)
+	if err := p.wait(t); !killedBySIGKILL(err) {
+		t.Errorf("100 MiB process in a 64 MiB container: exit %v, want killed by SIGKILL", err)
+	}
+	events, _ := a.stop(t)
+
+	kills := ofKind(events, event.KindOOMKill)
+	if len(kills) != 1 {
+		t.Fatalf("got %d oom_kill lines, want 1: %+v", len(kills), events)
+	}
+	e := kills[0]
+	if e.Victim.PID != p.pid() || e.Trigger.PID != p.pid() {
+		t.Errorf("victim %d trigger %d, want both %d: it ran into its own limit", e.Victim.PID, e.Trigger.PID, p.pid())
+	}
+	if e.Memcg == nil || e.Memcg.Path != ctrPath || e.Memcg.LimitBytes != 64<<20 {
+		t.Errorf("memcg %+v, want the container scope %q at %d", e.Memcg, ctrPath, 64<<20)
+	}
+	want := cgroup.PodIdentity{PodUID: uid, ContainerID: cid, Runtime: cgroup.RuntimeContainerd, QOS: cgroup.QOSBurstable}
+	if e.K8s == nil || *e.K8s != want {
+		t.Errorf("k8s %+v, want %+v", e.K8s, want)
+	}
+}
+
+// Forty kills in quick succession: the agent reports every one the kernel
+// counts, once, and drops nothing.
+func TestOOMKillStormCountsMatchKernel(t *testing.T) {
+	h := requireTracing(t)
+	const kills, parallel = 40, 4
+	uid := newPodUID(t)
+	tr := newTree(t, h)
+	var dirs []string
+	for i := 0; i < parallel; i++ {
+		dirs = append(dirs, tr.mkdir(fmt.Sprintf("/kubepods/besteffort/pod%s/%s", uid, newContainerID(t)), 32<<20))
+	}
+
+	a := startAgent(t)
+	before := vmstatOOMKills(t)
+	pids := map[uint32]bool{}
+	for round := 0; round < kills/parallel; round++ {
+		var hogs []*hog
+		for _, dir := range dirs {
+			hogs = append(hogs, startHog(t, dir, 64, false))
+		}
+		for _, p := range hogs {
+			if err := p.wait(t); !killedBySIGKILL(err) {
+				t.Fatalf("64 MiB process in a 32 MiB cgroup: exit %v, want killed by SIGKILL", err)
+			}
+			pids[p.pid()] = true
+		}
+	}
+	after := vmstatOOMKills(t)
+	events, stats := a.stop(t)
+
+	got := ofKind(events, event.KindOOMKill)
+	if uint64(len(got)) != after-before {
+		t.Errorf("agent wrote %d oom_kill lines; the kernel counted %d kills (/proc/vmstat oom_kill)", len(got), after-before)
+	}
+	seen := map[uint32]bool{}
+	for _, e := range got {
+		if seen[e.Victim.PID] {
+			t.Errorf("victim %d reported twice", e.Victim.PID)
+		}
+		seen[e.Victim.PID] = true
+		if !pids[e.Victim.PID] {
+			t.Errorf("victim %d (%s in %s) is not one of this test's processes", e.Victim.PID, e.Victim.Comm, e.Victim.Cgroup)
+		}
+	}
+	if len(seen) != kills {
+		t.Errorf("%d distinct victims reported, want %d", len(seen), kills)
+	}
+	if stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
+		t.Errorf("agent dropped events: %+v", stats)
+	}
+}

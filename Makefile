@@ -10,10 +10,22 @@ LDFLAGS    := -s -w -X github.com/oomtrace/oomtrace/internal/version.Version=$(V
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help generate build run test check-generated vmlinux clean
+.PHONY: help deps generate build run test check-generated vmlinux clean
+
+# Debian packages the tests and `make generate` need; `make deps` installs
+# the missing ones (root).
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev busybox-static qemu-system-x86 cpio
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install what building BPF and the tests need (Debian packages, Go modules)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
 
 generate: ## rebuild the BPF objects and Go bindings with $(BPF_CLANG)
 	cd internal/bpf && $(GO) generate ./...
@@ -24,13 +36,16 @@ build: ## build bin/oomtrace (static, no clang needed)
 run: build ## build, then run the agent on this node (root): JSON events on stdout
 	./$(BIN) agent
 
-test: build ## run every test: unit, live (root, real memcg OOMs), schema
+test: deps check-generated build ## run every test (as root): unit, live memcg OOMs, generated-code check
+	@unformatted=$$(gofmt -l cmd internal); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
 check-generated: ## regenerate BPF objects and fail if they differ from the committed ones
 	$(MAKE) generate
-	git diff --exit-code -- internal/bpf
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		git diff --exit-code --stat -- internal/bpf || { echo "generated BPF code differs from the committed code: run make generate and commit" >&2; exit 1; }; \
+	fi
 
 vmlinux: ## regenerate headers/vmlinux.h from this machine's BTF (rarely needed: CO-RE)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > headers/vmlinux.h

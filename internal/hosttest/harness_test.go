@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // the CLI test runs it as an unprivileged user too
 	oomtraceBin = filepath.Join(dir, "oomtrace")
 	build := exec.Command("go", "build", "-o", oomtraceBin, "../../cmd/oomtrace")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -57,10 +58,14 @@ func TestMain(m *testing.M) {
 
 // runHog joins a cgroup, maps and touches MiB of anonymous memory, prints
 // "ready", then either holds it until killed ("hold") or exits ("exit").
+// "paced" touches a MiB every 2 ms, then exits: a victim killed meanwhile
+// has time to free its memory. (Without it the kernel can OOM again while
+// the first victim's last pages still wait in its unmap batch: seen here as
+// a second kill 5 ms after the first, of the allocating process.)
 func runHog(spec string) int {
 	parts := strings.Split(spec, ":")
 	if len(parts) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit\n", hogEnv, spec)
+		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit|paced\n", hogEnv, spec)
 		return 2
 	}
 	procs, mode := parts[0], parts[2]
@@ -80,6 +85,9 @@ func runHog(spec string) int {
 	}
 	for i := 0; i < len(mem); i += os.Getpagesize() {
 		mem[i] = 1
+		if mode == "paced" && i%(1<<20) == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 	fmt.Println("ready")
 	for mode == "hold" {
@@ -171,14 +179,11 @@ type hog struct {
 	done chan error
 }
 
-// startHog starts a hog in the cgroup dir. With hold it keeps its memory
-// until killed, and startHog returns once it has it all.
-func startHog(t *testing.T, dir string, mib int, hold bool) *hog {
+// startHog starts a hog in the cgroup dir (mode as in runHog). With hold
+// it keeps its memory until killed, and startHog returns once it has it all.
+func startHog(t *testing.T, dir string, mib int, mode string) *hog {
 	t.Helper()
-	mode := "exit"
-	if hold {
-		mode = "hold"
-	}
+	hold := mode == "hold"
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", hogEnv, filepath.Join(dir, "cgroup.procs"), mib, mode))
 	stdout, err := cmd.StdoutPipe()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/event"
 )
@@ -47,8 +49,8 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	ctr := tr.mkdir(ctrPath, 0)
 
 	a := startAgent(t)
-	big := startHog(t, ctr, 100, true)
-	small := startHog(t, ctr, 50, false)
+	big := startHog(t, ctr, 100, "hold")
+	small := startHog(t, ctr, 50, "paced")
 	if err := big.wait(t); !killedBySIGKILL(err) {
 		t.Errorf("100 MiB process: exit %v, want killed by SIGKILL", err)
 	}
@@ -59,7 +61,10 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 
 	kills := ofKind(events, event.KindOOMKill)
 	if len(kills) != 1 {
-		t.Fatalf("got %d oom_kill lines, want exactly 1: %+v", len(kills), events)
+		for _, e := range kills {
+			t.Logf("kill: victim %d %+v trigger %+v memcg %+v", e.Victim.PID, e.Victim.RSS, e.Trigger, e.Memcg)
+		}
+		t.Fatalf("got %d oom_kill lines, want exactly 1 (big %d, small %d)", len(kills), big.pid(), small.pid())
 	}
 	e := kills[0]
 	if e.Node != "test-node" {
@@ -105,7 +110,7 @@ func TestSystemdDriverContainerLimit(t *testing.T) {
 	ctr := tr.mkdir(ctrPath, 64<<20)
 
 	a := startAgent(t)
-	p := startHog(t, ctr, 100, false)
+	p := startHog(t, ctr, 100, "exit")
 	if err := p.wait(t); !killedBySIGKILL(err) {
 		t.Errorf("100 MiB process in a 64 MiB container: exit %v, want killed by SIGKILL", err)
 	}
@@ -146,7 +151,7 @@ func TestOOMKillStormCountsMatchKernel(t *testing.T) {
 	for round := 0; round < kills/parallel; round++ {
 		var hogs []*hog
 		for _, dir := range dirs {
-			hogs = append(hogs, startHog(t, dir, 64, false))
+			hogs = append(hogs, startHog(t, dir, 64, "exit"))
 		}
 		for _, p := range hogs {
 			if err := p.wait(t); !killedBySIGKILL(err) {
@@ -177,5 +182,20 @@ func TestOOMKillStormCountsMatchKernel(t *testing.T) {
 	}
 	if stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
 		t.Errorf("agent dropped events: %+v", stats)
+	}
+
+	// What an agent started now would seed its per-cgroup counters with.
+	counts, err := h.OOMKillCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range dirs {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := counts[st.Ino]; got != kills/parallel {
+			t.Errorf("OOMKillCounts[%s] = %d, want %d", dir, got, kills/parallel)
+		}
 	}
 }

@@ -5,6 +5,7 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -24,7 +25,7 @@ func requireKernelBTF() error {
 // explainPerm adds what to do to a permission error.
 func explainPerm(err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w: run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (CAP_SYS_ADMIN on kernels before 5.8)", err)
+		return fmt.Errorf("%w: %v", err, ErrPrivileges)
 	}
 	return err
 }
@@ -36,4 +37,37 @@ func explainLoad(err error) error {
 		return fmt.Errorf("%w\nverifier log (end):\n%+.20v", err, ve)
 	}
 	return explainPerm(err)
+}
+
+// Capabilities the agent needs: loading tracing programs takes CAP_BPF and
+// CAP_PERFMON (Linux 5.8+) or CAP_SYS_ADMIN, which covers both.
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// ErrPrivileges means the process may not load tracing programs.
+var ErrPrivileges = errors.New("missing privileges: run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (CAP_SYS_ADMIN on kernels before 5.8)")
+
+// checkPrivileges fails early, with what is missing, rather than with the
+// first EPERM from a syscall deep in the loader.
+func checkPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil // cannot tell; let the loader report
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+		return nil
+	}
+	var lack []string
+	if !has(capBPF) {
+		lack = append(lack, "CAP_BPF")
+	}
+	if !has(capPerfmon) {
+		lack = append(lack, "CAP_PERFMON")
+	}
+	return fmt.Errorf("%w: this process lacks %s", ErrPrivileges, strings.Join(lack, " and "))
 }

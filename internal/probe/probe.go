@@ -55,6 +55,9 @@ func Load(cfg Config) (_ *Probes, err error) {
 	if err := validateRingBufSize(cfg.RingBufSize); err != nil {
 		return nil, err
 	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
 	if err := requireKernelBTF(); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Entry is one file of an initramfs. Build entries with Dir, File, HostFile,
+// Entry is one file of an initramfs. Build entries with Dir, Regular, HostFile,
 // Symlink and CharDev.
 type Entry struct {
 	// Path is the path in the guest; a leading "/" is optional.
@@ -33,8 +33,8 @@ func Dir(p string, perm fs.FileMode) Entry {
 	return Entry{Path: p, Mode: fs.ModeDir | perm.Perm()}
 }
 
-// File is a regular file with the given content.
-func File(p string, data []byte, perm fs.FileMode) Entry {
+// Regular is a regular file with the given content.
+func Regular(p string, data []byte, perm fs.FileMode) Entry {
 	return Entry{Path: p, Mode: perm.Perm(), Data: data}
 }
 
@@ -56,6 +56,7 @@ func CharDev(p string, perm fs.FileMode, major, minor uint32) Entry {
 
 // Unix file type bits as cpio stores them (st_mode).
 const (
+	sIFMT  = 0o170000
 	sIFDIR = 0o040000
 	sIFREG = 0o100000
 	sIFLNK = 0o120000
@@ -162,7 +163,7 @@ func (c *CPIOWriter) parents(name string) error {
 func (c *CPIOWriter) header(name string, mode uint32, size int64, major, minor uint32, data io.Reader) error {
 	c.ino++
 	nlink := uint32(1)
-	if mode&sIFDIR == sIFDIR && mode&sIFREG == 0 {
+	if mode&sIFMT == sIFDIR {
 		nlink = 2
 	}
 	return c.record(name, c.ino, mode, nlink, size, major, minor, data)
@@ -204,5 +205,9 @@ func pad4(n int) int { return (4 - n%4) % 4 }
 // cleanName turns a guest path into the relative form the kernel expects
 // ("bin/busybox", not "/bin/busybox").
 func cleanName(p string) string {
-	return strings.TrimPrefix(path.Clean("/"+p), "/")
+	name := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if name == "" {
+		return "."
+	}
+	return name
 }

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package ksym
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `ffffffff81000000 T _stext
+ffffffff81234500 t oom_kill_process
+ffffffff81234900 t oom_kill_process.cold
+ffffffff81235000 T out_of_memory
+ffffffff81300000 D some_data
+ffffffff81400000 t warn_alloc.isra.0
+ffffffffc0100000 t nf_conntrack_init_net	[nf_conntrack]
+`
+
+func TestNameAndFind(t *testing.T) {
+	tab, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[uint64]string{
+		0xffffffff81234500: "oom_kill_process+0x0",
+		0xffffffff812345a2: "oom_kill_process+0xa2",
+		0xffffffff81235010: "out_of_memory+0x10",
+		0xffffffffc0100101: "nf_conntrack_init_net+0x101",
+		0x1000:             "0x1000",
+	} {
+		if got := tab.Name(addr); got != want {
+			t.Errorf("Name(%#x) = %q, want %q", addr, got, want)
+		}
+	}
+	for fn, want := range map[string]string{"oom_kill_process": "oom_kill_process", "warn_alloc": "warn_alloc.isra.0", "missing": ""} {
+		if got, _ := tab.Find(fn); got != want {
+			t.Errorf("Find(%q) = %q, want %q", fn, got, want)
+		}
+	}
+}
+
+func TestParseHiddenAddresses(t *testing.T) {
+	if _, err := Parse(strings.NewReader("0000000000000000 T _stext\n0000000000000000 t oom_kill_process\n")); err == nil || !strings.Contains(err.Error(), "kptr_restrict") {
+		t.Errorf("got %v, want an error naming kptr_restrict", err)
+	}
+}

@@ -18,16 +18,30 @@
 /* Memory cgroup levels whose page counters are captured, leaf first. */
 #define MEMCG_MAX_LEVELS 8
 
+/* Kernel stack frames kept per event. */
+#define STACK_MAX_DEPTH 32
+
 enum event_kind {
 	EVENT_OOM_KILL = 1,           /* the OOM killer sent SIGKILL to a task */
 	EVENT_OOM_VICTIM_EXITING = 2, /* victim was already exiting: marked, not killed */
+	EVENT_MEMCG_OOM = 3,          /* one mem_cgroup_out_of_memory() invocation */
+	EVENT_ALLOC_FAILURE = 4,      /* a page allocation failed */
 };
 
-/* Reasons a record could not be delivered, indexes into the drops map. */
-enum drop_reason {
-	DROP_RINGBUF_FULL = 0,
-	DROP_SEEN_MAP_FULL = 1,
-	DROP_REASON_MAX = 2,
+/* Counters of what the BPF side did not deliver, or chose not to. */
+enum counter {
+	COUNTER_RINGBUF_FULL = 0,      /* record lost: ring buffer full */
+	COUNTER_SEEN_MAP_FULL = 1,     /* OOM kill counter not remembered */
+	COUNTER_CTX_MAP_FULL = 2,      /* OOM context not remembered */
+	COUNTER_ALLOC_NOWARN = 3,      /* __GFP_NOWARN failure counted, not reported */
+	COUNTER_ALLOC_BELOW_ORDER = 4, /* failure below --alloc-min-order */
+	COUNTER_MAX = 5,
+};
+
+/* Where an alloc_failure record came from. */
+enum alloc_source {
+	ALLOC_SOURCE_WARN_ALLOC = 1,    /* kprobe on warn_alloc(): slow-path failures */
+	ALLOC_SOURCE_MM_PAGE_ALLOC = 2, /* tp_btf kmem:mm_page_alloc with page == NULL */
 };
 
 struct event_header {
@@ -61,6 +75,31 @@ struct memcg_level {
 	__u64 usage_pages;
 	__u64 max_pages;
 	__u64 failcnt;
+	__u64 oom_events; /* memory_events_local[MEMCG_OOM]: OOMs at this level */
+};
+
+struct kernel_stack {
+	__u32 depth; /* frames in ips */
+	__u32 _pad;
+	__u64 ips[STACK_MAX_DEPTH];
+};
+
+/*
+ * struct oom_control as oom_kill_process() sees it, joined to the
+ * mark_victim records of the same OOM. valid is 0 where no function hook
+ * could attach (tracepoint tier): user space then infers what it can.
+ */
+struct oom_context {
+	__u64 oom_id;      /* shared by every record of one OOM */
+	__u64 totalpages;  /* the OOM domain's size: the limit, or RAM + swap */
+	__s64 chosen_points;
+	__u64 memcg_id;    /* kernfs id of oc->memcg; 0 for a global OOM */
+	__u32 gfp_mask;
+	__s32 order;       /* -1 for a sysrq-triggered OOM */
+	__u32 constraint;  /* enum oom_constraint */
+	__u8 valid;
+	__u8 group_kill;   /* the victim's memcg (or an ancestor) has memory.oom.group */
+	__u16 _pad;
 };
 
 struct oom_kill_event {
@@ -81,6 +120,36 @@ struct oom_kill_event {
 	struct memcg_level levels[MEMCG_MAX_LEVELS]; /* victim's memcg first */
 	struct cgroup_path victim_cgroup;
 	struct cgroup_path trigger_cgroup;
+	struct oom_context oom;
+	struct kernel_stack stack; /* the trigger's: how it got into the OOM */
+};
+
+struct memcg_oom_event {
+	struct event_header hdr;
+	struct task_info trigger;
+	__u64 oom_id;
+	__u32 gfp_mask;
+	__s32 order;
+	__u32 victims;      /* tasks marked during this invocation */
+	__u8 victim_found;  /* mem_cgroup_out_of_memory() returned true */
+	__u8 _pad[3];
+	__u32 nr_levels;
+	__u32 _pad2;
+	struct memcg_level levels[MEMCG_MAX_LEVELS]; /* the OOM memcg first */
+	struct cgroup_path memcg_cgroup;
+	struct cgroup_path trigger_cgroup;
+	struct kernel_stack stack;
+};
+
+struct alloc_failure_event {
+	struct event_header hdr;
+	struct task_info trigger;
+	__u32 order;
+	__u32 gfp_mask;
+	__u32 source; /* enum alloc_source */
+	__s32 node;   /* NUMA node of the CPU that allocated */
+	struct cgroup_path trigger_cgroup;
+	struct kernel_stack stack;
 };
 
 #endif

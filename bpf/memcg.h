@@ -74,8 +74,10 @@ static __always_inline void read_memcg_level(struct memcg_level *lvl, struct mem
 	lvl->cgroup_id = BPF_CORE_READ(memcg_kn(memcg), id);
 	lvl->usage_pages = BPF_CORE_READ(memcg, memory.usage.counter);
 	lvl->max_pages = BPF_CORE_READ(memcg, memory.max);
+	lvl->failcnt = 0;
 	if (bpf_core_field_exists(memcg->memory.failcnt))
 		lvl->failcnt = BPF_CORE_READ(memcg, memory.failcnt);
+	lvl->oom_events = BPF_CORE_READ(memcg, memory_events_local[bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM)].counter);
 }
 
 /* Page counters of memcg and its ancestors, leaf first; returns the count. */

@@ -25,6 +25,7 @@ func newAgentCmd() *cobra.Command {
 		cfg         agent.Config
 		ringBufSize uint32
 		logLevel    string
+		tier        string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -46,6 +47,11 @@ already captured, and exits 0.`,
 			}
 			defer log.Sync()
 			cfg.RingBufSize = ringBufSize
+			if tier != "" {
+				if cfg.Tier, err = probe.ParseTier(tier); err != nil {
+					return usageError{fmt.Errorf("--tier: %w", err)}
+				}
+			}
 			if cfg.Node == "" {
 				cfg.Node = nodeName()
 			}
@@ -69,6 +75,10 @@ already captured, and exits 0.`,
 	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and output before new ones are dropped and counted")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")
 	f.StringVar(&logLevel, "log-level", "info", "stderr log level: debug, info, warn, error")
+	f.StringVar(&tier, "tier", "", "force an attach tier on every hook that has it: fentry, kprobe or tracepoint (default: the best this kernel allows, per hook)")
+	f.BoolVar(&cfg.AllocFailures, "alloc-failures", true, "trace page allocation failures (alloc_failure events)")
+	f.Uint32Var(&cfg.AllocMinOrder, "alloc-min-order", 1, "report allocation failures of this order and above; lower ones are counted")
+	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
 	return cmd
 }
 

@@ -16,7 +16,10 @@ import (
 )
 
 func newCheckCmd() *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		tier   string
+	)
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Say what this kernel supports and which tier each hook would use",
@@ -28,7 +31,14 @@ so run it as the agent runs (root). Exits 1 when OOM kills cannot be traced.`,
   sudo oomtrace check --json | jq .hooks`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r := probe.Check()
+			forced := probe.TierNone
+			if tier != "" {
+				var err error
+				if forced, err = probe.ParseTier(tier); err != nil {
+					return usageError{fmt.Errorf("--tier: %w", err)}
+				}
+			}
+			r := probe.Check(forced)
 			h, herr := cgroup.FindMemoryHierarchy()
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -49,6 +59,7 @@ so run it as the agent runs (root). Exits 1 when OOM kills cannot be traced.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().StringVar(&tier, "tier", "", "check with this tier forced, as `agent --tier` would run: fentry, kprobe or tracepoint")
 	return cmd
 }
 
@@ -77,9 +88,12 @@ func printReport(w io.Writer, r probe.Report, h cgroup.Hierarchy, herr error) {
 		fmt.Fprintf(w, "memory cgroup   yes v%d at %s (%s layout)\n", h.Version, h.Mount, h.Mode)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-24s %-11s %s\n", "HOOK", "TIER", "DETAIL")
+	fmt.Fprintf(w, "%-26s %-11s %s\n", "HOOK", "TIER", "DETAIL")
 	for _, hk := range r.Hooks {
-		fmt.Fprintf(w, "%-24s %-11s %s\n", hk.Hook, hk.Tier, hk.Detail)
+		fmt.Fprintf(w, "%-26s %-11s %s\n", hk.Hook, hk.Tier, hk.Detail)
+		for _, s := range hk.Skipped {
+			fmt.Fprintf(w, "%-26s %-11s   passed over: %s\n", "", "", s)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, r.Conclusion)

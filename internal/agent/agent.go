@@ -34,6 +34,12 @@ type Config struct {
 	// StatsInterval is how often lost-event counters are checked and any
 	// new loss logged.
 	StatsInterval time.Duration
+	// Tier forces an attach tier (probe.TierNone: the best per hook).
+	Tier probe.Tier
+	// AllocFailures, AllocMinOrder, AllocNoWarn: see probe.Config.
+	AllocFailures bool
+	AllocMinOrder uint32
+	AllocNoWarn   bool
 }
 
 // Writer is where events go.
@@ -48,7 +54,7 @@ type Stats struct {
 	QueueDrops   uint64            `json:"queue_drops"`
 	DecodeErrors uint64            `json:"decode_errors"`
 	WriteErrors  uint64            `json:"write_errors"`
-	Kernel       probe.Drops       `json:"kernel_drops"`
+	Kernel       probe.Counters    `json:"kernel"`
 }
 
 // Run traces until ctx is done.
@@ -72,13 +78,24 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		}
 	}
 
-	probes, err := probe.Load(probe.Config{RingBufSize: cfg.RingBufSize, OOMKillsSeen: seeds})
+	probes, err := probe.Load(probe.Config{
+		RingBufSize: cfg.RingBufSize, OOMKillsSeen: seeds, Tier: cfg.Tier,
+		AllocFailures: cfg.AllocFailures, AllocMinOrder: cfg.AllocMinOrder, AllocNoWarn: cfg.AllocNoWarn,
+	})
 	if err != nil {
 		return stats, err
 	}
 	defer probes.Close()
-	for _, h := range probes.Hooks {
-		log.Info("attached", zap.String("hook", h.Name), zap.Stringer("tier", h.Tier), zap.String("program", h.Program))
+	for _, c := range probes.Choices {
+		fields := []zap.Field{zap.String("hook", c.Hook), zap.Stringer("tier", c.Tier), zap.String("detail", c.Detail)}
+		if len(c.Skipped) > 0 {
+			fields = append(fields, zap.Strings("passed_over", c.Skipped))
+		}
+		if c.Tier == probe.TierNone {
+			log.Warn("hook not attached", fields...)
+			continue
+		}
+		log.Info("attached", fields...)
 	}
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte("ready\n"), 0o644); err != nil {
@@ -87,7 +104,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		defer os.Remove(cfg.ReadyFile)
 	}
 
-	dec := &event.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall}
+	dec := &event.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
+	if probes.Symbols != nil {
+		dec.Symbols = probes.Symbols
+	} else {
+		log.Warn("kernel stacks will not be named: /proc/kallsyms is unreadable")
+	}
 	queue := make(chan *event.Event, cfg.QueueSize)
 	var queueDrops, decodeErrors atomic.Uint64
 
@@ -126,9 +148,9 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			}
 			stats.Events[e.Event]++
 		case <-ticker.C:
-			if d, err := probes.Drops(); err == nil {
-				if loss := d.RingBufFull + queueDrops.Load(); loss > lastLoss {
-					log.Warn("events lost", zap.Uint64("ringbuf_full", d.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()))
+			if c, err := probes.Counters(); err == nil {
+				if loss := c.Lost() + queueDrops.Load(); loss > lastLoss {
+					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()))
 					lastLoss = loss
 				}
 			}
@@ -141,8 +163,8 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 
 	stats.QueueDrops = queueDrops.Load()
 	stats.DecodeErrors = decodeErrors.Load()
-	if d, err := probes.Drops(); err == nil {
-		stats.Kernel = d
+	if c, err := probes.Counters(); err == nil {
+		stats.Kernel = c
 	}
 	if err := <-readErr; err != nil {
 		return stats, err
@@ -176,10 +198,16 @@ func readLoop(p *probe.Probes, dec *event.Decoder, queue chan<- *event.Event, dr
 	}
 }
 
-// enrich adds what user space knows about the event's cgroups.
+// enrich adds what user space knows about the event's cgroups: the pod of
+// the victim, else of the OOM cgroup, else of the trigger.
 func enrich(e *event.Event) {
-	if e.Victim != nil {
+	switch {
+	case e.Victim != nil:
 		e.K8s = cgroup.Identify(e.Victim.Cgroup)
+	case e.Memcg != nil:
+		e.K8s = cgroup.Identify(e.Memcg.Path)
+	case e.Trigger != nil:
+		e.K8s = cgroup.Identify(e.Trigger.Cgroup)
 	}
 }
 

@@ -6,4 +6,5 @@
 // no clang. `make generate` rebuilds them; CI fails if they differ.
 package bpf
 
-//go:generate go tool bpf2go -cc ${BPF_CLANG} -cflags ${BPF_CFLAGS} -target amd64 -type oom_kill_event -type task_info -type cgroup_path -type memcg_level -type event_header -type event_kind -type drop_reason Oomkill ../../bpf/oomkill.bpf.c -- -I../../headers -I../../bpf
+//go:generate go tool bpf2go -cc ${BPF_CLANG} -cflags ${BPF_CFLAGS} -target amd64 -type oom_kill_event -type memcg_oom_event -type oom_context -type kernel_stack -type task_info -type cgroup_path -type memcg_level -type event_header -type event_kind -type counter Oomkill ../../bpf/oomkill.bpf.c -- -I../../headers -I../../bpf
+//go:generate go tool bpf2go -cc ${BPF_CLANG} -cflags ${BPF_CFLAGS} -target amd64 -type alloc_failure_event -type alloc_source Allocfail ../../bpf/allocfail.bpf.c -- -I../../headers -I../../bpf

@@ -23,12 +23,15 @@ type OomkillCgroupPath struct {
 	Path      [1024]int8
 }
 
-type OomkillDropReason uint32
+type OomkillCounter uint32
 
 const (
-	OomkillDropReasonDROP_RINGBUF_FULL  OomkillDropReason = 0
-	OomkillDropReasonDROP_SEEN_MAP_FULL OomkillDropReason = 1
-	OomkillDropReasonDROP_REASON_MAX    OomkillDropReason = 2
+	OomkillCounterCOUNTER_RINGBUF_FULL      OomkillCounter = 0
+	OomkillCounterCOUNTER_SEEN_MAP_FULL     OomkillCounter = 1
+	OomkillCounterCOUNTER_CTX_MAP_FULL      OomkillCounter = 2
+	OomkillCounterCOUNTER_ALLOC_NOWARN      OomkillCounter = 3
+	OomkillCounterCOUNTER_ALLOC_BELOW_ORDER OomkillCounter = 4
+	OomkillCounterCOUNTER_MAX               OomkillCounter = 5
 )
 
 type OomkillEventHeader struct {
@@ -43,7 +46,25 @@ type OomkillEventKind uint32
 const (
 	OomkillEventKindEVENT_OOM_KILL           OomkillEventKind = 1
 	OomkillEventKindEVENT_OOM_VICTIM_EXITING OomkillEventKind = 2
+	OomkillEventKindEVENT_MEMCG_OOM          OomkillEventKind = 3
+	OomkillEventKindEVENT_ALLOC_FAILURE      OomkillEventKind = 4
 )
+
+type OomkillKernelStack struct {
+	_     structs.HostLayout
+	Depth uint32
+	Pad   uint32
+	Ips   [32]uint64
+}
+
+type OomkillLastMark struct {
+	_         structs.HostLayout
+	OomId     uint64
+	BootNs    uint64
+	OomEvents uint64
+	Tid       uint32
+	Pad       uint32
+}
 
 type OomkillMemcgLevel struct {
 	_          structs.HostLayout
@@ -51,6 +72,49 @@ type OomkillMemcgLevel struct {
 	UsagePages uint64
 	MaxPages   uint64
 	Failcnt    uint64
+	OomEvents  uint64
+}
+
+type OomkillMemcgOomCall struct {
+	_       structs.HostLayout
+	OomId   uint64
+	Memcg   uint64
+	GfpMask uint32
+	Order   int32
+	Victims uint32
+	Pad     uint32
+}
+
+type OomkillMemcgOomEvent struct {
+	_             structs.HostLayout
+	Hdr           OomkillEventHeader
+	Trigger       OomkillTaskInfo
+	OomId         uint64
+	GfpMask       uint32
+	Order         int32
+	Victims       uint32
+	VictimFound   uint8
+	Pad           [3]uint8
+	NrLevels      uint32
+	Pad2          uint32
+	Levels        [8]OomkillMemcgLevel
+	MemcgCgroup   OomkillCgroupPath
+	TriggerCgroup OomkillCgroupPath
+	Stack         OomkillKernelStack
+}
+
+type OomkillOomContext struct {
+	_            structs.HostLayout
+	OomId        uint64
+	Totalpages   uint64
+	ChosenPoints int64
+	MemcgId      uint64
+	GfpMask      uint32
+	Order        int32
+	Constraint   uint32
+	Valid        uint8
+	GroupKill    uint8
+	Pad          uint16
 }
 
 type OomkillOomKillEvent struct {
@@ -70,6 +134,13 @@ type OomkillOomKillEvent struct {
 	Levels        [8]OomkillMemcgLevel
 	VictimCgroup  OomkillCgroupPath
 	TriggerCgroup OomkillCgroupPath
+	Oom           OomkillOomContext
+	Stack         OomkillKernelStack
+}
+
+type OomkillOomTaskRef struct {
+	_    structs.HostLayout
+	Task uint64
 }
 
 type OomkillTaskInfo struct {
@@ -87,13 +158,28 @@ type OomkillTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	OomkillMapDrops              = "drops"
-	OomkillMapEvents             = "events"
-	OomkillMapOomKillsSeen       = "oom_kills_seen"
-	OomkillProgMarkVictim        = "mark_victim"
-	OomkillVarUnusedDropReason   = "unused_drop_reason"
-	OomkillVarUnusedEventKind    = "unused_event_kind"
-	OomkillVarUnusedOomKillEvent = "unused_oom_kill_event"
+	OomkillMapCounters                 = "counters"
+	OomkillMapEvents                   = "events"
+	OomkillMapLastMark                 = "last_mark"
+	OomkillMapMemcgOomCalls            = "memcg_oom_calls"
+	OomkillMapOomChosen                = "oom_chosen"
+	OomkillMapOomCtx                   = "oom_ctx"
+	OomkillMapOomKillsSeen             = "oom_kills_seen"
+	OomkillMapOomSeq                   = "oom_seq"
+	OomkillProgFentryMemcgOom          = "fentry_memcg_oom"
+	OomkillProgFentryOomKillProcess    = "fentry_oom_kill_process"
+	OomkillProgFexitMemcgOom           = "fexit_memcg_oom"
+	OomkillProgFexitOomKillProcess     = "fexit_oom_kill_process"
+	OomkillProgKprobeMemcgOom          = "kprobe_memcg_oom"
+	OomkillProgKprobeOomKillProcess    = "kprobe_oom_kill_process"
+	OomkillProgKretprobeMemcgOom       = "kretprobe_memcg_oom"
+	OomkillProgKretprobeOomKillProcess = "kretprobe_oom_kill_process"
+	OomkillProgMarkVictim              = "mark_victim"
+	OomkillProgMarkVictimPid           = "mark_victim_pid"
+	OomkillVarUnusedCounter            = "unused_counter"
+	OomkillVarUnusedEventKind          = "unused_event_kind"
+	OomkillVarUnusedMemcgOomEvent      = "unused_memcg_oom_event"
+	OomkillVarUnusedOomKillEvent       = "unused_oom_kill_event"
 )
 
 // LoadOomkill returns the embedded CollectionSpec for Oomkill.
@@ -138,25 +224,40 @@ type OomkillSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomkillProgramSpecs struct {
-	MarkVictim *ebpf.ProgramSpec `ebpf:"mark_victim"`
+	FentryMemcgOom          *ebpf.ProgramSpec `ebpf:"fentry_memcg_oom"`
+	FentryOomKillProcess    *ebpf.ProgramSpec `ebpf:"fentry_oom_kill_process"`
+	FexitMemcgOom           *ebpf.ProgramSpec `ebpf:"fexit_memcg_oom"`
+	FexitOomKillProcess     *ebpf.ProgramSpec `ebpf:"fexit_oom_kill_process"`
+	KprobeMemcgOom          *ebpf.ProgramSpec `ebpf:"kprobe_memcg_oom"`
+	KprobeOomKillProcess    *ebpf.ProgramSpec `ebpf:"kprobe_oom_kill_process"`
+	KretprobeMemcgOom       *ebpf.ProgramSpec `ebpf:"kretprobe_memcg_oom"`
+	KretprobeOomKillProcess *ebpf.ProgramSpec `ebpf:"kretprobe_oom_kill_process"`
+	MarkVictim              *ebpf.ProgramSpec `ebpf:"mark_victim"`
+	MarkVictimPid           *ebpf.ProgramSpec `ebpf:"mark_victim_pid"`
 }
 
 // OomkillMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomkillMapSpecs struct {
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	OomKillsSeen *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	LastMark      *ebpf.MapSpec `ebpf:"last_mark"`
+	MemcgOomCalls *ebpf.MapSpec `ebpf:"memcg_oom_calls"`
+	OomChosen     *ebpf.MapSpec `ebpf:"oom_chosen"`
+	OomCtx        *ebpf.MapSpec `ebpf:"oom_ctx"`
+	OomKillsSeen  *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	OomSeq        *ebpf.MapSpec `ebpf:"oom_seq"`
 }
 
 // OomkillVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomkillVariableSpecs struct {
-	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
-	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedOomKillEvent *ebpf.VariableSpec `ebpf:"unused_oom_kill_event"`
+	UnusedCounter       *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventKind     *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedMemcgOomEvent *ebpf.VariableSpec `ebpf:"unused_memcg_oom_event"`
+	UnusedOomKillEvent  *ebpf.VariableSpec `ebpf:"unused_oom_kill_event"`
 }
 
 // OomkillObjects contains all objects after they have been loaded into the kernel.
@@ -179,16 +280,26 @@ func (o *OomkillObjects) Close() error {
 //
 // It can be passed to LoadOomkillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomkillMaps struct {
-	Drops        *ebpf.Map `ebpf:"drops"`
-	Events       *ebpf.Map `ebpf:"events"`
-	OomKillsSeen *ebpf.Map `ebpf:"oom_kills_seen"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	LastMark      *ebpf.Map `ebpf:"last_mark"`
+	MemcgOomCalls *ebpf.Map `ebpf:"memcg_oom_calls"`
+	OomChosen     *ebpf.Map `ebpf:"oom_chosen"`
+	OomCtx        *ebpf.Map `ebpf:"oom_ctx"`
+	OomKillsSeen  *ebpf.Map `ebpf:"oom_kills_seen"`
+	OomSeq        *ebpf.Map `ebpf:"oom_seq"`
 }
 
 func (m *OomkillMaps) Close() error {
 	return _OomkillClose(
-		m.Drops,
+		m.Counters,
 		m.Events,
+		m.LastMark,
+		m.MemcgOomCalls,
+		m.OomChosen,
+		m.OomCtx,
 		m.OomKillsSeen,
+		m.OomSeq,
 	)
 }
 
@@ -196,21 +307,40 @@ func (m *OomkillMaps) Close() error {
 //
 // It can be passed to LoadOomkillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomkillVariables struct {
-	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
-	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedOomKillEvent *ebpf.Variable `ebpf:"unused_oom_kill_event"`
+	UnusedCounter       *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventKind     *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedMemcgOomEvent *ebpf.Variable `ebpf:"unused_memcg_oom_event"`
+	UnusedOomKillEvent  *ebpf.Variable `ebpf:"unused_oom_kill_event"`
 }
 
 // OomkillPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadOomkillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomkillPrograms struct {
-	MarkVictim *ebpf.Program `ebpf:"mark_victim"`
+	FentryMemcgOom          *ebpf.Program `ebpf:"fentry_memcg_oom"`
+	FentryOomKillProcess    *ebpf.Program `ebpf:"fentry_oom_kill_process"`
+	FexitMemcgOom           *ebpf.Program `ebpf:"fexit_memcg_oom"`
+	FexitOomKillProcess     *ebpf.Program `ebpf:"fexit_oom_kill_process"`
+	KprobeMemcgOom          *ebpf.Program `ebpf:"kprobe_memcg_oom"`
+	KprobeOomKillProcess    *ebpf.Program `ebpf:"kprobe_oom_kill_process"`
+	KretprobeMemcgOom       *ebpf.Program `ebpf:"kretprobe_memcg_oom"`
+	KretprobeOomKillProcess *ebpf.Program `ebpf:"kretprobe_oom_kill_process"`
+	MarkVictim              *ebpf.Program `ebpf:"mark_victim"`
+	MarkVictimPid           *ebpf.Program `ebpf:"mark_victim_pid"`
 }
 
 func (p *OomkillPrograms) Close() error {
 	return _OomkillClose(
+		p.FentryMemcgOom,
+		p.FentryOomKillProcess,
+		p.FexitMemcgOom,
+		p.FexitOomKillProcess,
+		p.KprobeMemcgOom,
+		p.KprobeOomKillProcess,
+		p.KretprobeMemcgOom,
+		p.KretprobeOomKillProcess,
 		p.MarkVictim,
+		p.MarkVictimPid,
 	)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/bpf"
+	"github.com/oomtrace/oomtrace/internal/gfp"
 )
 
 // Decoder turns ring buffer records into events.
@@ -18,11 +19,20 @@ type Decoder struct {
 	Node     string
 	// BootToWall converts CLOCK_BOOTTIME nanoseconds to wall-clock time.
 	BootToWall func(bootNS uint64) time.Time
+	// GFP names allocation flags; nil leaves gfp names out.
+	GFP *gfp.Flags
+	// Symbols names kernel stack frames; nil leaves stacks out.
+	Symbols interface{ Names([]uint64) []string }
 }
 
 var (
-	headerSize  = binary.Size(bpf.OomkillEventHeader{})
-	oomKillSize = binary.Size(bpf.OomkillOomKillEvent{})
+	headerSize = binary.Size(bpf.OomkillEventHeader{})
+	recordSize = map[bpf.OomkillEventKind]int{
+		bpf.OomkillEventKindEVENT_OOM_KILL:           binary.Size(bpf.OomkillOomKillEvent{}),
+		bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING: binary.Size(bpf.OomkillOomKillEvent{}),
+		bpf.OomkillEventKindEVENT_MEMCG_OOM:          binary.Size(bpf.OomkillMemcgOomEvent{}),
+		bpf.OomkillEventKindEVENT_ALLOC_FAILURE:      binary.Size(bpf.AllocfailAllocFailureEvent{}),
+	}
 )
 
 // Decode decodes one record. It never panics on bad input: a short or
@@ -32,25 +42,52 @@ func (d *Decoder) Decode(raw []byte) (*Event, error) {
 	if _, err := binary.Decode(raw, binary.NativeEndian, &hdr); err != nil {
 		return nil, fmt.Errorf("record of %d bytes: want at least a %d-byte header", len(raw), headerSize)
 	}
-	switch bpf.OomkillEventKind(hdr.Kind) {
-	case bpf.OomkillEventKindEVENT_OOM_KILL, bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING:
-		var rec bpf.OomkillOomKillEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &rec); err != nil {
-			return nil, fmt.Errorf("oom_kill record of %d bytes: want %d", len(raw), oomKillSize)
-		}
-		return d.oomKill(&rec), nil
+	kind := bpf.OomkillEventKind(hdr.Kind)
+	size, ok := recordSize[kind]
+	if !ok {
+		return nil, fmt.Errorf("record kind %d: want one of 1 (oom_kill), 2 (oom_victim_exiting), 3 (memcg_oom), 4 (alloc_failure)", hdr.Kind)
 	}
-	return nil, fmt.Errorf("record kind %d: want one of %d (oom_kill), %d (oom_victim_exiting)",
-		hdr.Kind, bpf.OomkillEventKindEVENT_OOM_KILL, bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING)
+	if len(raw) < size {
+		return nil, fmt.Errorf("%s record of %d bytes: want %d", kindName(kind), len(raw), size)
+	}
+	switch kind {
+	case bpf.OomkillEventKindEVENT_MEMCG_OOM:
+		var r bpf.OomkillMemcgOomEvent
+		binary.Decode(raw, binary.NativeEndian, &r)
+		return d.memcgOOM(&r), nil
+	case bpf.OomkillEventKindEVENT_ALLOC_FAILURE:
+		var r bpf.AllocfailAllocFailureEvent
+		binary.Decode(raw, binary.NativeEndian, &r)
+		return d.allocFailure(&r), nil
+	}
+	var r bpf.OomkillOomKillEvent
+	binary.Decode(raw, binary.NativeEndian, &r)
+	return d.oomKill(&r), nil
 }
 
+func kindName(k bpf.OomkillEventKind) string {
+	switch k {
+	case bpf.OomkillEventKindEVENT_OOM_KILL:
+		return KindOOMKill
+	case bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING:
+		return KindOOMVictimExiting
+	case bpf.OomkillEventKindEVENT_MEMCG_OOM:
+		return KindMemcgOOM
+	case bpf.OomkillEventKindEVENT_ALLOC_FAILURE:
+		return KindAllocFailure
+	}
+	return fmt.Sprintf("kind %d", k)
+}
+
+func (d *Decoder) bytes(pages uint64) uint64 { return pages * d.PageSize }
+
 func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
-	pages := func(n uint64) uint64 { return n * d.PageSize }
 	victimCgroup := cgroupPath(&r.VictimCgroup)
 	e := &Event{
-		Event: KindOOMKill,
+		Event: kindName(bpf.OomkillEventKind(r.Hdr.Kind)),
 		Time:  d.BootToWall(r.Hdr.BootNs),
 		Node:  d.Node,
+		OOMID: r.Oom.OomId,
 		Victim: &Victim{
 			PID:         r.Victim.Pid,
 			TID:         r.Victim.Tid,
@@ -60,46 +97,141 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 			OOMScoreAdj: r.Victim.OomScoreAdj,
 			Cgroup:      victimCgroup,
 			RSS: RSS{
-				AnonBytes:  pages(r.RssAnonPages),
-				FileBytes:  pages(r.RssFilePages),
-				ShmemBytes: pages(r.RssShmemPages),
+				AnonBytes:  d.bytes(r.RssAnonPages),
+				FileBytes:  d.bytes(r.RssFilePages),
+				ShmemBytes: d.bytes(r.RssShmemPages),
 			},
-			SwapBytes:     pages(r.SwapEntries),
-			TotalVMBytes:  pages(r.TotalVmPages),
+			SwapBytes:     d.bytes(r.SwapEntries),
+			TotalVMBytes:  d.bytes(r.TotalVmPages),
 			PgtablesBytes: r.PgtablesBytes,
 		},
-		Trigger: &Trigger{
-			PID:    r.Trigger.Pid,
-			TID:    r.Trigger.Tid,
-			NSPID:  r.Trigger.NsPid,
-			Comm:   cString(r.Trigger.Comm[:]),
-			Cgroup: cgroupPath(&r.TriggerCgroup),
-		},
-		Constraint: ConstraintGlobal,
+		Trigger:   d.trigger(&r.Trigger, &r.TriggerCgroup),
+		GroupKill: r.Oom.GroupKill != 0,
+		Stack:     d.stack(&r.Stack),
 	}
-	if bpf.OomkillEventKind(r.Hdr.Kind) == bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING {
-		e.Event = KindOOMVictimExiting
-	}
+	levels := levelsOf(r.Levels[:min(int(r.NrLevels), len(r.Levels))])
 
-	levels := make([]Level, 0, len(r.Levels))
-	for _, l := range r.Levels[:min(int(r.NrLevels), len(r.Levels))] {
-		levels = append(levels, Level{UsagePages: l.UsagePages, MaxPages: l.MaxPages, Failcnt: l.Failcnt})
-	}
-	if i, ok := LimitLevel(levels); ok {
-		l := levels[i]
-		e.Constraint = ConstraintMemcg
-		e.Memcg = &Memcg{
-			Path:       AncestorPath(victimCgroup, i),
-			LimitBytes: pages(l.MaxPages),
-			UsageBytes: pages(l.UsagePages),
-			Failcnt:    l.Failcnt,
+	if r.Oom.Valid != 0 {
+		// oom_kill_process saw struct oom_control: no inference needed.
+		e.Constraint = constraintName(r.Oom.Constraint)
+		e.OOM = &OOMContext{
+			DomainBytes:  d.bytes(r.Oom.Totalpages),
+			ChosenPoints: r.Oom.ChosenPoints,
+			GFPMask:      r.Oom.GfpMask,
+			GFP:          d.gfpNames(r.Oom.GfpMask),
+			Order:        r.Oom.Order,
 		}
+		if r.Oom.MemcgId != 0 {
+			for i, l := range levels {
+				if l.CgroupID == r.Oom.MemcgId {
+					e.Memcg = d.memcg(AncestorPath(victimCgroup, i), l)
+				}
+			}
+		}
+		if e.Constraint == ConstraintMemcg && e.Memcg != nil {
+			return e
+		}
+	}
+	// Tracepoint tier: infer the level from the page counters.
+	e.Constraint = ConstraintGlobal
+	if i, ok := LimitLevel(levels); ok {
+		e.Constraint = ConstraintMemcg
+		e.Memcg = d.memcg(AncestorPath(victimCgroup, i), levels[i])
 	}
 	return e
 }
 
+func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
+	found := r.VictimFound != 0
+	victims := r.Victims
+	e := &Event{
+		Event:       KindMemcgOOM,
+		Time:        d.BootToWall(r.Hdr.BootNs),
+		Node:        d.Node,
+		OOMID:       r.OomId,
+		Trigger:     d.trigger(&r.Trigger, &r.TriggerCgroup),
+		Constraint:  ConstraintMemcg,
+		OOM:         &OOMContext{GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Order: r.Order},
+		VictimFound: &found,
+		Victims:     &victims,
+		Stack:       d.stack(&r.Stack),
+	}
+	levels := levelsOf(r.Levels[:min(int(r.NrLevels), len(r.Levels))])
+	if len(levels) > 0 {
+		e.Memcg = d.memcg(cgroupPath(&r.MemcgCgroup), levels[0])
+		e.OOM.DomainBytes = e.Memcg.LimitBytes
+	}
+	return e
+}
+
+func (d *Decoder) allocFailure(r *bpf.AllocfailAllocFailureEvent) *Event {
+	// Same C structs as the OOM records', generated into another object.
+	trig := d.trigger((*bpf.OomkillTaskInfo)(&r.Trigger), (*bpf.OomkillCgroupPath)(&r.TriggerCgroup))
+	source := "warn_alloc"
+	if bpf.AllocfailAllocSource(r.Source) == bpf.AllocfailAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC {
+		source = "mm_page_alloc"
+	}
+	a := &Alloc{Order: r.Order, GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Node: r.Node, Source: source}
+	if d.GFP != nil {
+		a.NoWarn = r.GfpMask&d.GFP.Bit("__GFP_NOWARN") != 0
+		a.MemcgCharge = r.GfpMask&d.GFP.Bit("__GFP_ACCOUNT") != 0 && trig.Cgroup != "/" && trig.Cgroup != ""
+	}
+	return &Event{
+		Event:   KindAllocFailure,
+		Time:    d.BootToWall(r.Hdr.BootNs),
+		Node:    d.Node,
+		Trigger: trig,
+		Alloc:   a,
+		Stack:   d.stack((*bpf.OomkillKernelStack)(&r.Stack)),
+	}
+}
+
+func (d *Decoder) trigger(t *bpf.OomkillTaskInfo, cg *bpf.OomkillCgroupPath) *Trigger {
+	return &Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg)}
+}
+
+func (d *Decoder) memcg(path string, l Level) *Memcg {
+	return &Memcg{Path: path, LimitBytes: d.bytes(l.MaxPages), UsageBytes: d.bytes(l.UsagePages), Failcnt: l.Failcnt}
+}
+
+func (d *Decoder) gfpNames(mask uint32) string {
+	if d.GFP == nil {
+		return fmt.Sprintf("%#x", mask)
+	}
+	return d.GFP.Names(mask)
+}
+
+func (d *Decoder) stack(s *bpf.OomkillKernelStack) []string {
+	if d.Symbols == nil {
+		return nil
+	}
+	n := min(int(s.Depth), len(s.Ips))
+	return d.Symbols.Names(s.Ips[:n])
+}
+
+func constraintName(c uint32) string {
+	switch c {
+	case 1:
+		return ConstraintCpuset
+	case 2:
+		return ConstraintMempolicy
+	case 3:
+		return ConstraintMemcg
+	}
+	return ConstraintGlobal
+}
+
+func levelsOf(ls []bpf.OomkillMemcgLevel) []Level {
+	out := make([]Level, len(ls))
+	for i, l := range ls {
+		out[i] = Level{CgroupID: l.CgroupId, UsagePages: l.UsagePages, MaxPages: l.MaxPages, Failcnt: l.Failcnt}
+	}
+	return out
+}
+
 // Level is one memory cgroup's page counter, in pages.
 type Level struct {
+	CgroupID                      uint64
 	UsagePages, MaxPages, Failcnt uint64
 }
 
@@ -108,8 +240,9 @@ type Level struct {
 // pages on x86-64), and mark_victim runs after that charge was refused.
 const limitSlackPages = 512
 
-// unlimitedPages is the page counter's "no limit" (PAGE_COUNTER_MAX on
-// 64-bit: LONG_MAX / PAGE_SIZE for 4 KiB pages, and larger for smaller).
+// unlimitedPages: limits at or above this many pages are "no limit". The
+// kernel's PAGE_COUNTER_MAX is LONG_MAX / PAGE_SIZE, 2^51 with 4 KiB
+// pages; this bound sits below it for page sizes up to 64 KiB.
 const unlimitedPages = (1<<63 - 1) >> 16
 
 // LimitLevel picks, from a victim's memcg and its ancestors (leaf first),

@@ -19,12 +19,19 @@ const (
 	// exiting and let it finish instead of sending SIGKILL. No kill
 	// happened; /proc/vmstat oom_kill does not count it.
 	KindOOMVictimExiting = "oom_victim_exiting"
+	// KindMemcgOOM: one memory cgroup OOM, whether or not a victim was
+	// found. A memcg OOM with no killable task shows up only here.
+	KindMemcgOOM = "memcg_oom"
+	// KindAllocFailure: a page allocation failed.
+	KindAllocFailure = "alloc_failure"
 )
 
 // Constraint values: which memory domain ran out.
 const (
-	ConstraintMemcg  = "memcg"
-	ConstraintGlobal = "global"
+	ConstraintMemcg     = "memcg"
+	ConstraintGlobal    = "global"
+	ConstraintCpuset    = "cpuset"
+	ConstraintMempolicy = "mempolicy"
 )
 
 // Event is one line of output.
@@ -33,11 +40,58 @@ type Event struct {
 	Time  time.Time `json:"time"`
 	Node  string    `json:"node"`
 
+	// OOMID is shared by every record of one OOM: the oom_kill lines of a
+	// group kill and the memcg_oom record of the same invocation.
+	OOMID     uint64 `json:"oom_id,omitempty"`
+	GroupKill bool   `json:"group_kill,omitempty"`
+
 	Victim     *Victim             `json:"victim,omitempty"`
 	Trigger    *Trigger            `json:"trigger,omitempty"`
 	Constraint string              `json:"constraint,omitempty"`
 	Memcg      *Memcg              `json:"memcg,omitempty"`
+	OOM        *OOMContext         `json:"oom,omitempty"`
+	Alloc      *Alloc              `json:"alloc,omitempty"`
 	K8s        *cgroup.PodIdentity `json:"k8s,omitempty"`
+
+	// VictimFound (memcg_oom): the OOM killer found a task to kill, or
+	// one already dying. Victims counts the tasks it killed.
+	VictimFound *bool   `json:"victim_found,omitempty"`
+	Victims     *uint32 `json:"victims,omitempty"`
+
+	// Stack is the trigger's kernel stack, innermost frame first.
+	Stack []string `json:"stack,omitempty"`
+}
+
+// OOMContext is the OOM killer's own view (struct oom_control), present
+// where a function hook on oom_kill_process or mem_cgroup_out_of_memory
+// could attach.
+type OOMContext struct {
+	// DomainBytes is the size of the memory that ran out: the cgroup's
+	// limit, or the node's RAM and swap. Not the victim's size.
+	DomainBytes  uint64 `json:"domain_bytes,omitempty"`
+	ChosenPoints int64  `json:"chosen_points,omitempty"`
+	GFPMask      uint32 `json:"gfp_mask"`
+	GFP          string `json:"gfp"`
+	// Order of the allocation that failed; -1 for an OOM forced by sysrq.
+	Order int32 `json:"order"`
+}
+
+// Alloc is a failed page allocation.
+type Alloc struct {
+	Order   uint32 `json:"order"`
+	GFPMask uint32 `json:"gfp_mask"`
+	GFP     string `json:"gfp"`
+	// NoWarn: the caller said it copes with failure (__GFP_NOWARN); the
+	// kernel logs nothing for these.
+	NoWarn bool `json:"nowarn"`
+	// MemcgCharge: an accounted (__GFP_ACCOUNT) allocation by a task in a
+	// memory cgroup: the failure may be the cgroup's kernel memory charge,
+	// not the buddy allocator.
+	MemcgCharge bool `json:"memcg_charge"`
+	// Node is the NUMA node of the CPU that allocated.
+	Node int32 `json:"node"`
+	// Source is the hook that saw it: warn_alloc or mm_page_alloc.
+	Source string `json:"source"`
 }
 
 // Victim is the task the OOM killer chose.

@@ -106,7 +106,7 @@ func requireTracing(t *testing.T) cgroup.Hierarchy {
 	if err != nil {
 		t.Skipf("skipped: memory cgroup controller: %v", err)
 	}
-	if r := probe.Check(); !r.CanTrace {
+	if r := probe.Check(probe.TierNone); !r.CanTrace {
 		t.Skipf("skipped: %s (%+v)", r.Conclusion, r.Hooks)
 	}
 	return h
@@ -281,7 +281,7 @@ type agentStats struct {
 	QueueDrops  uint64            `json:"queue_drops"`
 	KernelDrops struct {
 		RingBufFull uint64 `json:"ringbuf_full"`
-	} `json:"kernel_drops"`
+	} `json:"kernel"`
 }
 
 // stop sends SIGTERM, checks the agent exits 0 with every stdout line a

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
@@ -22,13 +21,14 @@ type Support struct {
 }
 
 func supported(detail string) Support { return Support{OK: true, Detail: detail} }
-func missing(err error) Support       { return Support{Detail: err.Error()} }
+func missing(err error) Support      { return Support{Detail: err.Error()} }
 
-// HookSupport is the tier a hook would use on this kernel.
-type HookSupport struct {
-	Hook   string `json:"hook"`
-	Tier   string `json:"tier"`
-	Detail string `json:"detail"`
+// HookReport is the tier a hook uses on this kernel, and why.
+type HookReport struct {
+	Hook    string   `json:"hook"`
+	Tier    string   `json:"tier"`
+	Detail  string   `json:"detail"`
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // Report is what `oomtrace check` prints.
@@ -38,24 +38,22 @@ type Report struct {
 	RingBuf    Support            `json:"ringbuf"`
 	Tiers      map[string]Support `json:"tiers"`
 	Tracefs    Support            `json:"tracefs"`
-	Hooks      []HookSupport      `json:"hooks"`
+	Hooks      []HookReport       `json:"hooks"`
 	CanTrace   bool               `json:"can_trace_oom_kills"`
 	Conclusion string             `json:"conclusion"`
 }
 
-// Check probes this kernel for what oomtrace needs. It loads and attaches
-// the real programs for a moment, so it needs the same privileges as the
-// agent; without them it says so.
-func Check() Report {
+// Check probes this kernel for what oomtrace needs, with the tier forced
+// as the agent would be. It loads and attaches the real programs for a
+// moment, so it needs the agent's privileges; without them it says so.
+func Check(forced Tier) Report {
 	r := Report{Tiers: map[string]Support{}}
 	_ = rlimit.RemoveMemlock() // only kernels before 5.11 need it; a failure shows below
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		r.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
-
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
+	if spec, err := btf.LoadKernelSpec(); err != nil || spec == nil {
 		r.BTF = missing(fmt.Errorf("%w (%v)", ErrNoBTF, err))
 	} else {
 		r.BTF = supported("/sys/kernel/btf/vmlinux")
@@ -65,41 +63,45 @@ func Check() Report {
 	} else {
 		r.RingBuf = supported("")
 	}
-	r.Tiers[TierFentry.String()] = checkFentry()
-	r.Tiers[TierKprobe.String()] = checkKprobe()
-	r.Tiers[TierTracepoint.String()] = supported("tp_btf")
+	e := newEnv()
+	if err := e.fentryWorks("oom_kill_process"); err != nil {
+		r.Tiers[TierFentry.String()] = missing(err)
+	} else {
+		r.Tiers[TierFentry.String()] = supported("BPF trampolines")
+	}
+	if _, err := e.kprobeSymbol("oom_kill_process"); err != nil {
+		r.Tiers[TierKprobe.String()] = missing(err)
+	} else {
+		r.Tiers[TierKprobe.String()] = supported("kprobe PMU")
+	}
+	if err := e.tracepointExists("mark_victim"); err != nil {
+		r.Tiers[TierTracepoint.String()] = missing(err)
+	} else {
+		r.Tiers[TierTracepoint.String()] = supported("tp_btf")
+	}
 	r.Tracefs = checkTracefs()
 
-	victim := HookSupport{Hook: "oom:mark_victim", Tier: TierNone.String()}
-	switch {
-	case spec == nil:
-		victim.Detail = "needs kernel BTF"
-	default:
-		format, err := markVictimFormat(spec)
-		if err != nil {
-			victim.Detail = err.Error()
-			break
+	p, err := Load(Config{RingBufSize: uint32(os.Getpagesize()), Tier: forced, AllocFailures: true, AllocMinOrder: 1})
+	if err != nil {
+		r.Conclusion = "OOM kills cannot be traced on this kernel: " + err.Error()
+		if choices, cerr := choose(e, forced); cerr == nil {
+			r.Hooks = reports(choices)
 		}
-		if format != "full" {
-			victim.Detail = "mark_victim(int pid): the pid-only format of kernels before the 6.9 change is not supported yet"
-			break
-		}
-		if err := tryAttach(); err != nil {
-			victim.Detail = err.Error()
-			break
-		}
-		victim.Tier = TierTracepoint.String()
-		victim.Detail = "tp_btf, full format (task, uid): loaded and attached"
+		return r
 	}
-	r.Hooks = append(r.Hooks, victim)
-
-	r.CanTrace = victim.Tier != TierNone.String() && r.RingBuf.OK
-	if r.CanTrace {
-		r.Conclusion = "OOM kills can be traced on this kernel"
-	} else {
-		r.Conclusion = "OOM kills cannot be traced on this kernel: see the lines marked no"
-	}
+	r.Hooks = reports(p.Choices)
+	p.Close()
+	r.CanTrace = r.RingBuf.OK
+	r.Conclusion = "OOM kills can be traced on this kernel"
 	return r
+}
+
+func reports(choices []Choice) []HookReport {
+	var out []HookReport
+	for _, c := range choices {
+		out = append(out, HookReport{Hook: c.Hook, Tier: c.Tier.String(), Detail: c.Detail, Skipped: c.Skipped})
+	}
+	return out
 }
 
 // markVictimFormat tells the tracepoint's two prototypes apart from BTF.
@@ -121,43 +123,6 @@ func markVictimFormat(spec *btf.Spec) (string, error) {
 		return "full", nil
 	}
 	return "pid", nil
-}
-
-// tryAttach loads and attaches the real programs, then removes them.
-func tryAttach() error {
-	p, err := Load(Config{RingBufSize: uint32(os.Getpagesize())})
-	if err != nil {
-		return err
-	}
-	return p.Close()
-}
-
-func checkFentry() Support {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceFEntry,
-		AttachTo:   "oom_kill_process",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return missing(fmt.Errorf("load fentry program: %w (the kernel refuses trampolines here, or oomtrace lacks CAP_BPF/CAP_PERFMON)", err))
-		}
-		return missing(fmt.Errorf("load fentry program on oom_kill_process: %w", err))
-	}
-	prog.Close()
-	return supported("BPF trampolines")
-}
-
-func checkKprobe() Support {
-	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err != nil {
-		return missing(errors.New("no kprobe PMU (/sys/bus/event_source/devices/kprobe): kernel built without CONFIG_KPROBES"))
-	}
-	return supported("kprobe PMU")
 }
 
 func checkTracefs() Support {

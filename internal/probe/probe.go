@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package probe loads oomtrace's BPF programs, attaches them to the
-// kernel's OOM hooks, and reads their records from the ring buffer.
+// Package probe loads oomtrace's BPF programs, picks per hook the best
+// tier the running kernel allows (fentry, kprobe, tracepoint), attaches
+// them, and reads their records from the ring buffer.
 package probe
 
 import (
@@ -15,10 +16,13 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/oomtrace/oomtrace/internal/bpf"
+	"github.com/oomtrace/oomtrace/internal/gfp"
+	"github.com/oomtrace/oomtrace/internal/ksym"
 )
 
-// DefaultRingBufSize holds about 1,600 OOM records (2.6 KiB each): far more
-// than the kernel can kill between two reads, since kills are serialized.
+// DefaultRingBufSize holds about a thousand OOM records (3 KiB each): far
+// more than the kernel can kill between two reads, since kills are
+// serialized.
 const DefaultRingBufSize = 4 << 20
 
 // Config is what the probes need before load.
@@ -29,25 +33,32 @@ type Config struct {
 	// count) of cgroups that had kills before the agent started, so the
 	// first victim marked in them is told apart correctly.
 	OOMKillsSeen map[uint64]uint64
-}
-
-// Hook is one kernel hook and how it is attached.
-type Hook struct {
-	Name    string // the kernel function or tracepoint
-	Tier    Tier
-	Program string // BPF program name
+	// Tier forces one tier on every hook that has it (TierNone: the best).
+	Tier Tier
+	// AllocFailures enables the page allocation failure hook.
+	AllocFailures bool
+	// AllocMinOrder: failures of lower orders are counted, not reported.
+	AllocMinOrder uint32
+	// AllocNoWarn reports __GFP_NOWARN failures too, instead of counting them.
+	AllocNoWarn bool
 }
 
 // Probes are the loaded and attached BPF programs and their ring buffer.
 type Probes struct {
-	objs   bpf.OomkillObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	Hooks  []Hook
+	colls   []*ebpf.Collection
+	links   []link.Link
+	reader  *ringbuf.Reader
+	counter *ebpf.Map
+	// Choices says, per hook, which tier is attached and why.
+	Choices []Choice
+	// Symbols names kernel stack frames; nil when /proc/kallsyms is hidden.
+	Symbols *ksym.Table
+	// GFP names this kernel's allocation flags.
+	GFP *gfp.Flags
 }
 
-// Load loads the BPF objects into the kernel and attaches every hook. On
-// error nothing stays loaded or attached.
+// Load picks a tier per hook, loads the BPF programs into the kernel and
+// attaches them. On error nothing stays loaded or attached.
 func Load(cfg Config) (_ *Probes, err error) {
 	if cfg.RingBufSize == 0 {
 		cfg.RingBufSize = DefaultRingBufSize
@@ -66,39 +77,118 @@ func Load(cfg Config) (_ *Probes, err error) {
 		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", explainPerm(err))
 	}
 
-	spec, err := bpf.LoadOomkill()
+	e := newEnv()
+	choices, err := choose(e, cfg.Tier)
 	if err != nil {
-		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+		return nil, err
 	}
-	spec.Maps[bpf.OomkillMapEvents].MaxEntries = cfg.RingBufSize
-
-	p := &Probes{}
+	p := &Probes{Choices: choices, Symbols: e.syms, GFP: gfp.FromBTF(e.btf)}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
-		return nil, fmt.Errorf("load BPF programs: %w", explainLoad(err))
+
+	want := map[object]map[string]program{objOOMKill: {}, objAllocFail: {}}
+	for _, c := range choices {
+		if c.form == nil || (!cfg.AllocFailures && c.Hook == "page_alloc_failure") {
+			continue
+		}
+		for _, pr := range c.form.progs {
+			want[pr.obj][pr.name] = pr
+		}
 	}
+
+	oomSpec, err := bpf.LoadOomkill()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	oomSpec.Maps[bpf.OomkillMapEvents].MaxEntries = cfg.RingBufSize
+	oom, err := loadSubset(oomSpec, want[objOOMKill], nil)
+	if err != nil {
+		return nil, err
+	}
+	p.colls = append(p.colls, oom)
+	p.counter = oom.Maps[bpf.OomkillMapCounters]
 	for id, n := range cfg.OOMKillsSeen {
-		if err := p.objs.OomKillsSeen.Update(id, n, ebpf.UpdateAny); err != nil {
+		if err := oom.Maps[bpf.OomkillMapOomKillsSeen].Update(id, n, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("seed OOM kill counter of cgroup %d: %w", id, err)
 		}
 	}
 
-	l, err := link.AttachTracing(link.TracingOptions{Program: p.objs.MarkVictim, AttachType: ebpf.AttachTraceRawTp})
-	if err != nil {
-		return nil, fmt.Errorf("attach tp_btf/mark_victim: %w", explainPerm(err))
+	var alloc *ebpf.Collection
+	if len(want[objAllocFail]) > 0 {
+		allocSpec, err := bpf.LoadAllocfail()
+		if err != nil {
+			return nil, fmt.Errorf("read embedded BPF object: %w", err)
+		}
+		for name, v := range map[string]uint32{
+			bpf.AllocfailVarAllocMinOrder:     cfg.AllocMinOrder,
+			bpf.AllocfailVarAllocReportNowarn: boolU32(cfg.AllocNoWarn),
+			bpf.AllocfailVarGfpNowarn:         p.GFP.Bit("__GFP_NOWARN"),
+		} {
+			if err := allocSpec.Variables[name].Set(v); err != nil {
+				return nil, fmt.Errorf("set %s: %w", name, err)
+			}
+		}
+		allocSpec.Maps[bpf.AllocfailMapEvents].MaxEntries = cfg.RingBufSize
+		// One ring buffer and one set of counters for every object.
+		alloc, err = loadSubset(allocSpec, want[objAllocFail], map[string]*ebpf.Map{
+			bpf.AllocfailMapEvents:   oom.Maps[bpf.OomkillMapEvents],
+			bpf.AllocfailMapCounters: p.counter,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.colls = append(p.colls, alloc)
 	}
-	p.links = append(p.links, l)
-	p.Hooks = append(p.Hooks, Hook{Name: "oom:mark_victim", Tier: TierTracepoint, Program: bpf.OomkillProgMarkVictim})
 
-	p.reader, err = ringbuf.NewReader(p.objs.Events)
+	for _, c := range choices {
+		if c.form == nil {
+			continue
+		}
+		for _, pr := range c.form.progs {
+			coll := oom
+			if pr.obj == objAllocFail {
+				coll = alloc
+			}
+			if coll == nil || coll.Programs[pr.name] == nil {
+				continue // hook disabled by configuration
+			}
+			l, err := e.attach(pr, coll.Programs[pr.name])
+			if err != nil {
+				return nil, fmt.Errorf("attach %s (%s) to %s: %w", c.Hook, c.Tier, pr.target, explainPerm(err))
+			}
+			p.links = append(p.links, l)
+		}
+	}
+
+	p.reader, err = ringbuf.NewReader(oom.Maps[bpf.OomkillMapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	return p, nil
+}
+
+// loadSubset loads the named programs of spec (and the maps they use).
+func loadSubset(spec *ebpf.CollectionSpec, progs map[string]program, replace map[string]*ebpf.Map) (*ebpf.Collection, error) {
+	for name := range spec.Programs {
+		if _, ok := progs[name]; !ok {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		return nil, fmt.Errorf("load BPF programs: %w", explainLoad(err))
+	}
+	return coll, nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ReadInto blocks for the next raw record. After Detach it returns what is
@@ -135,35 +225,61 @@ func (p *Probes) Close() error {
 	if p.reader != nil {
 		errs = append(errs, p.reader.Close())
 	}
-	errs = append(errs, p.objs.Close())
+	for _, c := range p.colls {
+		c.Close()
+	}
+	p.colls = nil
 	return errors.Join(errs...)
 }
 
-// Drops sums, over CPUs, the records the BPF side could not deliver.
-func (p *Probes) Drops() (Drops, error) {
-	var d Drops
-	for reason, dst := range map[bpf.OomkillDropReason]*uint64{
-		bpf.OomkillDropReasonDROP_RINGBUF_FULL:  &d.RingBufFull,
-		bpf.OomkillDropReasonDROP_SEEN_MAP_FULL: &d.SeenMapFull,
-	} {
-		var perCPU []uint64
-		if err := p.objs.Drops.Lookup(uint32(reason), &perCPU); err != nil {
-			return d, fmt.Errorf("read drop counter %d: %w", reason, err)
-		}
-		for _, n := range perCPU {
-			*dst += n
-		}
-	}
-	return d, nil
-}
-
-// Drops counts what the kernel side lost.
-type Drops struct {
+// Counters are what the kernel side lost or chose not to report.
+type Counters struct {
 	// RingBufFull: records not written because the ring buffer was full.
 	RingBufFull uint64 `json:"ringbuf_full"`
 	// SeenMapFull: OOM kill counters not remembered (the map was full); the
 	// next victim in such a cgroup may be misreported as killed.
 	SeenMapFull uint64 `json:"seen_map_full"`
+	// CtxMapFull: OOM contexts not remembered; those records lack them.
+	CtxMapFull uint64 `json:"ctx_map_full"`
+	// AllocNoWarn: __GFP_NOWARN allocation failures counted, not reported.
+	AllocNoWarn uint64 `json:"alloc_nowarn"`
+	// AllocBelowOrder: failures below --alloc-min-order.
+	AllocBelowOrder uint64 `json:"alloc_below_min_order"`
+}
+
+// Lost is what was lost rather than left out on purpose.
+func (c Counters) Lost() uint64 { return c.RingBufFull }
+
+// Counters sums the per-CPU counters.
+func (p *Probes) Counters() (Counters, error) {
+	var c Counters
+	for which, dst := range map[bpf.OomkillCounter]*uint64{
+		bpf.OomkillCounterCOUNTER_RINGBUF_FULL:      &c.RingBufFull,
+		bpf.OomkillCounterCOUNTER_SEEN_MAP_FULL:     &c.SeenMapFull,
+		bpf.OomkillCounterCOUNTER_CTX_MAP_FULL:      &c.CtxMapFull,
+		bpf.OomkillCounterCOUNTER_ALLOC_NOWARN:      &c.AllocNoWarn,
+		bpf.OomkillCounterCOUNTER_ALLOC_BELOW_ORDER: &c.AllocBelowOrder,
+	} {
+		var perCPU []uint64
+		if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", which, err)
+		}
+		for _, n := range perCPU {
+			*dst += n
+		}
+	}
+	return c, nil
+}
+
+// Programs returns the loaded programs by name, for run statistics.
+func (p *Probes) Programs() map[string]*ebpf.Program {
+	out := map[string]*ebpf.Program{}
+	for _, c := range p.colls {
+		for n, pr := range c.Programs {
+			out[n] = pr
+		}
+	}
+	return out
 }
 
 func validateRingBufSize(n uint32) error {

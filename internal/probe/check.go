@@ -21,7 +21,7 @@ type Support struct {
 }
 
 func supported(detail string) Support { return Support{OK: true, Detail: detail} }
-func missing(err error) Support      { return Support{Detail: err.Error()} }
+func missing(err error) Support       { return Support{Detail: err.Error()} }
 
 // HookReport is the tier a hook uses on this kernel, and why.
 type HookReport struct {

@@ -30,7 +30,9 @@ const volatile __u32 gfp_nowarn = 0x2000;
 const struct alloc_failure_event *unused_alloc_failure_event __attribute__((unused));
 const enum alloc_source *unused_alloc_source __attribute__((unused));
 
-static __always_inline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, __u32 source)
+/* Out of line: the program that runs on every allocation stays a few
+ * instructions long, and only failures pay for the call. */
+static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, __u32 source)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct alloc_failure_event *e;

@@ -92,6 +92,12 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	if e.K8s == nil || *e.K8s != want {
 		t.Errorf("k8s %+v, want %+v", e.K8s, want)
 	}
+	if !containsFrame(e.Stack, "oom_kill_process") {
+		t.Errorf("trigger stack lacks oom_kill_process: %v", e.Stack)
+	}
+	if e.OOMID == 0 {
+		t.Error("no oom_id")
+	}
 	if stats.Events[event.KindOOMKill] != 1 || stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
 		t.Errorf("agent stats %+v, want 1 oom_kill and nothing dropped", stats)
 	}
@@ -167,8 +173,12 @@ func TestOOMKillStormCountsMatchKernel(t *testing.T) {
 	if uint64(len(got)) != after-before {
 		t.Errorf("agent wrote %d oom_kill lines; the kernel counted %d kills (/proc/vmstat oom_kill)", len(got), after-before)
 	}
-	seen := map[uint32]bool{}
+	seen, ids := map[uint32]bool{}, map[uint64]bool{}
 	for _, e := range got {
+		if ids[e.OOMID] {
+			t.Errorf("oom_id %d shared by two separate OOMs", e.OOMID)
+		}
+		ids[e.OOMID] = true
 		if seen[e.Victim.PID] {
 			t.Errorf("victim %d reported twice", e.Victim.PID)
 		}
@@ -198,4 +208,13 @@ func TestOOMKillStormCountsMatchKernel(t *testing.T) {
 			t.Errorf("OOMKillCounts[%s] = %d, want %d", dir, got, kills/parallel)
 		}
 	}
+}
+
+func containsFrame(stack []string, fn string) bool {
+	for _, f := range stack {
+		if strings.HasPrefix(f, fn+"+") || strings.HasPrefix(f, fn+".") {
+			return true
+		}
+	}
+	return false
 }

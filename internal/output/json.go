@@ -7,6 +7,8 @@ package output
 
 import (
 	"io"
+	"reflect"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,25 +50,25 @@ func (j *JSONLines) Write(e *event.Event) error {
 // Sync flushes what was written.
 func (j *JSONLines) Sync() error { return j.log.Sync() }
 
-// eventFields lists the fields after "event" and "time", in contract order.
+// eventFields turns the event's fields after "event" and "time" into zap
+// fields, in declaration order, honouring json tags and omitempty, so a
+// field added to event.Event reaches the output without an edit here.
 func eventFields(e *event.Event) []zap.Field {
-	f := []zap.Field{zap.String("node", e.Node)}
-	if e.Victim != nil {
-		f = append(f, zap.Reflect("victim", e.Victim))
+	v := reflect.ValueOf(e).Elem()
+	t := v.Type()
+	fields := make([]zap.Field, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "event" || name == "time" || name == "-" || name == "" {
+			continue // "event" and "time" are zap's message and time keys
+		}
+		f := v.Field(i)
+		if opts == "omitempty" && f.IsZero() {
+			continue
+		}
+		fields = append(fields, zap.Reflect(name, f.Interface()))
 	}
-	if e.Trigger != nil {
-		f = append(f, zap.Reflect("trigger", e.Trigger))
-	}
-	if e.Constraint != "" {
-		f = append(f, zap.String("constraint", e.Constraint))
-	}
-	if e.Memcg != nil {
-		f = append(f, zap.Reflect("memcg", e.Memcg))
-	}
-	if e.K8s != nil {
-		f = append(f, zap.Reflect("k8s", e.K8s))
-	}
-	return f
+	return fields
 }
 
 // timeFormat is RFC 3339 with all nine digits of nanoseconds, so lines sort

@@ -29,6 +29,38 @@ func sampleEvent() *event.Event {
 		Constraint: event.ConstraintMemcg,
 		Memcg:      &event.Memcg{Path: "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c", LimitBytes: 128974848, UsageBytes: 128974848, Failcnt: 3632},
 		K8s:        &cgroup.PodIdentity{PodUID: "bc001ffa-68fc-11e9-92d7-5ef9efd9374c", ContainerID: "a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672", QOS: cgroup.QOSBurstable},
+		OOMID:      7,
+		GroupKill:  true,
+		OOM:        &event.OOMContext{DomainBytes: 128974848, ChosenPoints: 1718, GFPMask: 0xcc0, GFP: "GFP_KERNEL", Order: 0},
+		Stack:      []string{"oom_kill_process+0x219", "out_of_memory+0x1ba", "mem_cgroup_out_of_memory+0x49"},
+	}
+}
+
+func sampleAllocFailure() *event.Event {
+	return &event.Event{
+		Event:   event.KindAllocFailure,
+		Time:    time.Date(2026, 11, 22, 9, 0, 0, 1, time.UTC),
+		Node:    "node-1",
+		Trigger: &event.Trigger{PID: 812, TID: 812, NSPID: 812, Comm: "runc:[2:INIT]", Cgroup: "/kubepods/besteffort/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		Alloc:   &event.Alloc{Order: 6, GFPMask: 0x400cc0, GFP: "GFP_KERNEL_ACCOUNT", MemcgCharge: true, Node: 0, Source: "warn_alloc"},
+		Stack:   []string{"warn_alloc+0x0", "__alloc_pages_slowpath.constprop.0+0xd0b", "kmem_cache_create_usercopy+0x11e", "nf_conntrack_init_net+0x101"},
+	}
+}
+
+func sampleMemcgOOM() *event.Event {
+	found, victims := false, uint32(0)
+	return &event.Event{
+		Event:       event.KindMemcgOOM,
+		Time:        time.Date(2026, 11, 22, 9, 0, 0, 2, time.UTC),
+		Node:        "node-1",
+		OOMID:       9,
+		Trigger:     &event.Trigger{PID: 90, TID: 90, NSPID: 1, Comm: "java", Cgroup: "/kubepods/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		Constraint:  event.ConstraintMemcg,
+		Memcg:       &event.Memcg{Path: "/kubepods/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", LimitBytes: 1 << 30, UsageBytes: 1 << 30},
+		OOM:         &event.OOMContext{DomainBytes: 1 << 30, GFPMask: 0xcc0, GFP: "GFP_KERNEL"},
+		VictimFound: &found,
+		Victims:     &victims,
+		K8s:         &cgroup.PodIdentity{PodUID: "8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", QOS: cgroup.QOSGuaranteed},
 	}
 }
 
@@ -39,18 +71,19 @@ func TestJSONLinesRoundTrip(t *testing.T) {
 	w := NewJSONLines(&buf)
 	want := sampleEvent()
 	global := sampleEvent()
-	global.Constraint, global.Memcg, global.K8s = event.ConstraintGlobal, nil, nil
-	for _, e := range []*event.Event{want, global} {
+	global.Constraint, global.Memcg, global.K8s, global.GroupKill = event.ConstraintGlobal, nil, nil, false
+	all := []*event.Event{want, global, sampleAllocFailure(), sampleMemcgOOM()}
+	for _, e := range all {
 		if err := w.Write(e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	lines := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
-	if len(lines) != 2 {
-		t.Fatalf("got %d lines, want 2:\n%s", len(lines), buf.String())
+	if len(lines) != len(all) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(all), buf.String())
 	}
 	schema := eventtest.Schema(t)
-	for i, e := range []*event.Event{want, global} {
+	for i, e := range all {
 		got := eventtest.Validate(t, schema, lines[i])
 		if !reflect.DeepEqual(got, e) {
 			t.Errorf("line %d round trip:\n got  %+v\n want %+v\n%s", i, got, e, lines[i])

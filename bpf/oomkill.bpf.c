@@ -231,8 +231,8 @@ int BPF_PROG(mark_victim, struct task_struct *victim, uid_t uid)
 }
 
 /* Older kernels pass only the pid: the victim is the task oom_kill_process
- * chose. (Other members of a group kill are not reachable from a pid
- * here; their records carry the chosen task's numbers, flagged by pid.) */
+ * chose, or the one __oom_kill_process is killing (group members). A pid
+ * that matches neither is not reported: there is no task to read. */
 struct oom_task_ref {
 	__u64 task;
 };
@@ -257,6 +257,31 @@ int BPF_PROG(mark_victim_pid, int pid)
 	if (BPF_CORE_READ(victim, tgid) != pid && BPF_CORE_READ(victim, pid) != pid)
 		return 0;
 	return on_mark_victim(ctx, victim);
+}
+
+/* __oom_kill_process(victim, message) kills one task, the chosen one or a
+ * group member, and marks it: on pid-only kernels this is how
+ * mark_victim_pid finds every victim's task. */
+static __always_inline void on_kill_one(struct task_struct *victim)
+{
+	__u32 tid = current_tid();
+	struct oom_task_ref ref = {.task = (__u64)victim};
+
+	bpf_map_update_elem(&oom_chosen, &tid, &ref, BPF_ANY);
+}
+
+SEC("fentry/__oom_kill_process")
+int BPF_PROG(fentry_oom_kill_one, struct task_struct *victim)
+{
+	on_kill_one(victim);
+	return 0;
+}
+
+SEC("kprobe/__oom_kill_process")
+int BPF_KPROBE(kprobe_oom_kill_one, struct task_struct *victim)
+{
+	on_kill_one(victim);
+	return 0;
 }
 
 static __always_inline void on_oom_kill_process(struct oom_control *oc)

@@ -167,10 +167,12 @@ const (
 	OomkillMapOomKillsSeen             = "oom_kills_seen"
 	OomkillMapOomSeq                   = "oom_seq"
 	OomkillProgFentryMemcgOom          = "fentry_memcg_oom"
+	OomkillProgFentryOomKillOne        = "fentry_oom_kill_one"
 	OomkillProgFentryOomKillProcess    = "fentry_oom_kill_process"
 	OomkillProgFexitMemcgOom           = "fexit_memcg_oom"
 	OomkillProgFexitOomKillProcess     = "fexit_oom_kill_process"
 	OomkillProgKprobeMemcgOom          = "kprobe_memcg_oom"
+	OomkillProgKprobeOomKillOne        = "kprobe_oom_kill_one"
 	OomkillProgKprobeOomKillProcess    = "kprobe_oom_kill_process"
 	OomkillProgKretprobeMemcgOom       = "kretprobe_memcg_oom"
 	OomkillProgKretprobeOomKillProcess = "kretprobe_oom_kill_process"
@@ -225,10 +227,12 @@ type OomkillSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomkillProgramSpecs struct {
 	FentryMemcgOom          *ebpf.ProgramSpec `ebpf:"fentry_memcg_oom"`
+	FentryOomKillOne        *ebpf.ProgramSpec `ebpf:"fentry_oom_kill_one"`
 	FentryOomKillProcess    *ebpf.ProgramSpec `ebpf:"fentry_oom_kill_process"`
 	FexitMemcgOom           *ebpf.ProgramSpec `ebpf:"fexit_memcg_oom"`
 	FexitOomKillProcess     *ebpf.ProgramSpec `ebpf:"fexit_oom_kill_process"`
 	KprobeMemcgOom          *ebpf.ProgramSpec `ebpf:"kprobe_memcg_oom"`
+	KprobeOomKillOne        *ebpf.ProgramSpec `ebpf:"kprobe_oom_kill_one"`
 	KprobeOomKillProcess    *ebpf.ProgramSpec `ebpf:"kprobe_oom_kill_process"`
 	KretprobeMemcgOom       *ebpf.ProgramSpec `ebpf:"kretprobe_memcg_oom"`
 	KretprobeOomKillProcess *ebpf.ProgramSpec `ebpf:"kretprobe_oom_kill_process"`
@@ -318,10 +322,12 @@ type OomkillVariables struct {
 // It can be passed to LoadOomkillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomkillPrograms struct {
 	FentryMemcgOom          *ebpf.Program `ebpf:"fentry_memcg_oom"`
+	FentryOomKillOne        *ebpf.Program `ebpf:"fentry_oom_kill_one"`
 	FentryOomKillProcess    *ebpf.Program `ebpf:"fentry_oom_kill_process"`
 	FexitMemcgOom           *ebpf.Program `ebpf:"fexit_memcg_oom"`
 	FexitOomKillProcess     *ebpf.Program `ebpf:"fexit_oom_kill_process"`
 	KprobeMemcgOom          *ebpf.Program `ebpf:"kprobe_memcg_oom"`
+	KprobeOomKillOne        *ebpf.Program `ebpf:"kprobe_oom_kill_one"`
 	KprobeOomKillProcess    *ebpf.Program `ebpf:"kprobe_oom_kill_process"`
 	KretprobeMemcgOom       *ebpf.Program `ebpf:"kretprobe_memcg_oom"`
 	KretprobeOomKillProcess *ebpf.Program `ebpf:"kretprobe_oom_kill_process"`
@@ -332,10 +338,12 @@ type OomkillPrograms struct {
 func (p *OomkillPrograms) Close() error {
 	return _OomkillClose(
 		p.FentryMemcgOom,
+		p.FentryOomKillOne,
 		p.FentryOomKillProcess,
 		p.FexitMemcgOom,
 		p.FexitOomKillProcess,
 		p.KprobeMemcgOom,
+		p.KprobeOomKillOne,
 		p.KprobeOomKillProcess,
 		p.KretprobeMemcgOom,
 		p.KretprobeOomKillProcess,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -85,6 +86,18 @@ var hooks = []hook{
 		},
 	},
 	{
+		// Only the pid-only mark_victim needs it: to find each victim's task.
+		name: "__oom_kill_process",
+		forms: []form{
+			{tier: TierFentry, detail: "fentry: the task of each victim, for the pid-only mark_victim", progs: []program{
+				{objOOMKill, bpf.OomkillProgFentryOomKillOne, attachFentry, "__oom_kill_process"},
+			}, usable: needPidFormat},
+			{tier: TierKprobe, detail: "kprobe: the task of each victim, for the pid-only mark_victim", progs: []program{
+				{objOOMKill, bpf.OomkillProgKprobeOomKillOne, attachKprobe, "__oom_kill_process"},
+			}, usable: needPidFormat},
+		},
+	},
+	{
 		name: "mem_cgroup_out_of_memory",
 		forms: []form{
 			{tier: TierFentry, detail: "fentry/fexit", progs: []program{
@@ -109,6 +122,16 @@ var hooks = []hook{
 			}},
 		},
 	},
+}
+
+// errNotNeeded marks a hook this kernel does not need at all.
+var errNotNeeded = errors.New("not needed on this kernel")
+
+func needPidFormat(e *env) error {
+	if e.markVictimFormatIs("pid") != nil {
+		return fmt.Errorf("%w: mark_victim passes the victim's task", errNotNeeded)
+	}
+	return nil
 }
 
 // Choice is the form picked for a hook, or why none was.
@@ -258,7 +281,12 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 				c.Skipped = append(c.Skipped, fmt.Sprintf("%s: not the forced tier", f.tier))
 				continue
 			}
-			if err := e.usable(f); err != nil {
+			err := e.usable(f)
+			if errors.Is(err, errNotNeeded) {
+				c.Detail, c.Skipped = err.Error(), nil
+				break
+			}
+			if err != nil {
 				c.Skipped = append(c.Skipped, fmt.Sprintf("%s (%s): %v", f.tier, f.detail, err))
 				if f.tier == forced {
 					forcedWhy = err.Error()
@@ -267,6 +295,10 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 			}
 			c.Tier, c.Detail, c.form = f.tier, f.detail, f
 			break
+		}
+		if c.form == nil && strings.HasPrefix(c.Detail, errNotNeeded.Error()) {
+			out = append(out, c)
+			continue
 		}
 		if c.form == nil {
 			switch {

@@ -88,13 +88,19 @@ struct {
 	__type(value, struct last_mark);
 } last_mark SEC(".maps");
 
-/* Source of oom_id: one per OOM. */
+/*
+ * Source of oom_id: one per OOM. A per-CPU count with the CPU in the low
+ * bits is unique without atomic fetch-and-add, which 5.10 lacks; memcg
+ * OOMs in different cgroups start concurrently on different CPUs.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
 } oom_seq SEC(".maps");
+
+#define OOM_ID_CPU_BITS 12
 
 /* Make the record types visible to bpf2go -type. */
 const struct oom_kill_event *unused_oom_kill_event __attribute__((unused));
@@ -116,7 +122,8 @@ static __always_inline __u64 next_oom_id(void)
 
 	if (!seq)
 		return 0;
-	return __sync_fetch_and_add(seq, 1) + 1;
+	*seq += 1;
+	return *seq << OOM_ID_CPU_BITS | (bpf_get_smp_processor_id() & ((1 << OOM_ID_CPU_BITS) - 1));
 }
 
 /* True when the victim memcg's OOM kill counter rose since the last mark. */

@@ -54,6 +54,10 @@ type Stats struct {
 	QueueDrops   uint64            `json:"queue_drops"`
 	DecodeErrors uint64            `json:"decode_errors"`
 	WriteErrors  uint64            `json:"write_errors"`
+	// RepeatMarks: a second mark of an already reported process in the
+	// same OOM (another of its threads, marked when a group kill reaches
+	// the victim again); not written.
+	RepeatMarks uint64 `json:"repeat_marks"`
 	Kernel       probe.Counters    `json:"kernel"`
 }
 
@@ -130,6 +134,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		}
 	}()
 
+	seen := newVictimSet(4096)
 	ticker := time.NewTicker(cfg.StatsInterval)
 	defer ticker.Stop()
 	var lastLoss uint64
@@ -139,6 +144,10 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			if !ok {
 				done = true
 				break
+			}
+			if e.Victim != nil && e.OOMID != 0 && !seen.add(e.OOMID, e.Victim.PID) {
+				stats.RepeatMarks++
+				continue
 			}
 			enrich(e)
 			if err := out.Write(e); err != nil {
@@ -220,4 +229,28 @@ func bootToWall(bootNS uint64) time.Time {
 		return now
 	}
 	return now.Add(-time.Duration(ts.Nano() - int64(bootNS)))
+}
+
+// victimSet remembers the last n (oom_id, pid) pairs reported.
+type victimSet struct {
+	seen  map[[2]uint64]bool
+	order [][2]uint64
+	next  int
+}
+
+func newVictimSet(n int) *victimSet {
+	return &victimSet{seen: make(map[[2]uint64]bool, n), order: make([][2]uint64, n)}
+}
+
+// add reports whether the pair is new, and remembers it.
+func (v *victimSet) add(oomID uint64, pid uint32) bool {
+	k := [2]uint64{oomID, uint64(pid)}
+	if v.seen[k] {
+		return false
+	}
+	delete(v.seen, v.order[v.next])
+	v.order[v.next] = k
+	v.next = (v.next + 1) % len(v.order)
+	v.seen[k] = true
+	return true
 }

@@ -22,7 +22,7 @@ type Decoder struct {
 	// GFP names allocation flags; nil leaves gfp names out.
 	GFP *gfp.Flags
 	// Symbols names kernel stack frames; nil leaves stacks out.
-	Symbols interface{ Names([]uint64) []string }
+	Symbols interface{ Stack([]uint64) []string }
 }
 
 var (
@@ -206,7 +206,7 @@ func (d *Decoder) stack(s *bpf.OomkillKernelStack) []string {
 		return nil
 	}
 	n := min(int(s.Depth), len(s.Ips))
-	return d.Symbols.Names(s.Ips[:n])
+	return d.Symbols.Stack(s.Ips[:n])
 }
 
 func constraintName(c uint32) string {

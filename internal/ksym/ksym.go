@@ -71,14 +71,47 @@ func Parse(r io.Reader) (*Table, error) {
 	return t, nil
 }
 
+// maxOffset bounds how far past a symbol an address may be and still be
+// named after it. Code the table does not list (BPF programs, modules
+// loaded later) lies past the last symbol, and would otherwise be named
+// after whatever symbol comes last.
+const maxOffset = 1 << 16
+
 // Name returns "symbol+0xoffset" for a kernel text address, or the address
 // in hex when no symbol covers it.
 func (t *Table) Name(addr uint64) string {
 	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr }) - 1
-	if i < 0 {
+	if i < 0 || addr-t.addrs[i] > maxOffset {
 		return fmt.Sprintf("0x%x", addr)
 	}
 	return fmt.Sprintf("%s+0x%x", t.names[i], addr-t.addrs[i])
+}
+
+// dispatchPrefixes name the kernel functions that run a BPF program: the
+// frames above the traced code.
+var dispatchPrefixes = []string{
+	"bpf_trace_run", "__bpf_trace_", "trace_call_bpf", "bpf_prog_", "bpf_trampoline_",
+	"__bpf_prog_enter", "kprobe_perf_func", "kprobe_dispatcher", "kretprobe_dispatcher",
+	"kprobe_ftrace_handler", "pre_handler_kretprobe", "aggr_pre_handler",
+	"kprobe_int3_handler", "exc_int3", "asm_exc_int3", "perf_trace_run_bpf_submit",
+}
+
+// Stack names a stack captured by a BPF program, without the program's
+// own frames: it starts at the traced function.
+func (t *Table) Stack(addrs []uint64) []string {
+	names := t.Names(addrs)
+	cut := 0
+	for i := 0; i < len(names) && i < 12; i++ {
+		for _, p := range dispatchPrefixes {
+			if strings.HasPrefix(names[i], p) {
+				cut = i + 1
+			}
+		}
+		if strings.HasPrefix(names[i], "0x") && cut == i {
+			cut = i + 1 // the program itself, JIT code the table does not list
+		}
+	}
+	return names[cut:]
 }
 
 // Names names every address of a stack.

@@ -27,6 +27,7 @@ func TestNameAndFind(t *testing.T) {
 		0xffffffff81235010: "out_of_memory+0x10",
 		0xffffffffc0100101: "nf_conntrack_init_net+0x101",
 		0x1000:             "0x1000",
+		0xffffffffc0200000: "0xffffffffc0200000", // past the last symbol: JIT code
 	} {
 		if got := tab.Name(addr); got != want {
 			t.Errorf("Name(%#x) = %q, want %q", addr, got, want)
@@ -42,5 +43,21 @@ func TestNameAndFind(t *testing.T) {
 func TestParseHiddenAddresses(t *testing.T) {
 	if _, err := Parse(strings.NewReader("0000000000000000 T _stext\n0000000000000000 t oom_kill_process\n")); err == nil || !strings.Contains(err.Error(), "kptr_restrict") {
 		t.Errorf("got %v, want an error naming kptr_restrict", err)
+	}
+}
+
+func TestStackDropsProbeFrames(t *testing.T) {
+	tab, err := Parse(strings.NewReader(`ffffffff81000000 T bpf_trace_run1
+ffffffff81001000 T mark_oom_victim
+ffffffff81002000 T __oom_kill_process
+ffffffff81003000 T oom_kill_process
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tab.Stack([]uint64{0xffffffffc0300040, 0xffffffff81000032, 0xffffffff81001084, 0xffffffff81002121, 0xffffffff8100306f})
+	want := []string{"mark_oom_victim+0x84", "__oom_kill_process+0x121", "oom_kill_process+0x6f"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Stack = %v, want %v", got, want)
 	}
 }

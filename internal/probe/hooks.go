@@ -312,6 +312,14 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 		}
 		out = append(out, c)
 	}
+	// The pid-only mark_victim finds victims through the kill path's hooks.
+	if out[0].form != nil && out[0].form.usable != nil && e.markVictimFormatIs("pid") == nil && out[1].form == nil {
+		err := fmt.Errorf("cannot trace OOM kills: this kernel's oom:mark_victim passes only a pid, and reading the victim then needs a hook on oom_kill_process (fentry or kprobe): %s", out[1].Detail)
+		if forced != TierNone {
+			err = fmt.Errorf("--tier=%s: %w", forced, err)
+		}
+		return nil, err
+	}
 	return out, nil
 }
 

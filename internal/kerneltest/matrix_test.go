@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package kerneltest runs oomtrace on other kernels, in qemu VMs, against
+// real OOMs and page allocation failures: every scenario, on every kernel,
+// once per attach tier, so each tier is proven where it exists.
+//
+//	make vmtest                 all kernels
+//	make vmtest KERNELS=6.1     one
+package kerneltest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
+	"github.com/oomtrace/oomtrace/internal/probe"
+	"github.com/oomtrace/oomtrace/internal/vmtest"
+)
+
+var tiers = []string{"fentry", "kprobe", "tracepoint"}
+
+// guest holds the static programs every VM gets.
+type guest struct {
+	oomtrace, scenario string
+	modules            map[string]string // series → allocfail.ko, where it built
+}
+
+func buildGuest(t *testing.T, kernels []vmtest.Kernel) guest {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	g := guest{oomtrace: filepath.Join(dir, "oomtrace"), scenario: filepath.Join(dir, "scenario"), modules: map[string]string{}}
+	if err := vmtest.BuildStatic(ctx, "../..", "./cmd/oomtrace", g.oomtrace); err != nil {
+		t.Fatal(err)
+	}
+	if err := vmtest.BuildStatic(ctx, ".", "./testdata/scenario", g.scenario); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kernels {
+		ko, err := buildModule(ctx, k, filepath.Join(dir, "mod-"+k.Series))
+		if err != nil {
+			t.Logf("kernel %s: no test module, the warned-failure scenario is skipped there: %v", k.Series, err)
+			continue
+		}
+		g.modules[k.Series] = ko
+	}
+	return g
+}
+
+// buildModule builds testdata/allocfail against the kernel's headers.
+func buildModule(ctx context.Context, k vmtest.Kernel, dir string) (string, error) {
+	headers := k.HeadersDir()
+	if _, err := os.Stat(headers); err != nil {
+		return "", fmt.Errorf("no headers at %s: run scripts/vm/fetch-kernels.sh --headers %s", headers, k.Series)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, f := range []string{"allocfail.c", "Kbuild"} {
+		b, err := os.ReadFile(filepath.Join("testdata/allocfail", f))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	// gcc-12 builds modules for all three (5.10 was built with gcc-10, which
+	// this distribution lacks; the module loads all the same). Module BTF
+	// would need pahole: not needed for a test module.
+	cmd := exec.CommandContext(ctx, "make", "-C", headers, "M="+dir, "CC=gcc-12", "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build module: %w\n%s", err, out)
+	}
+	return filepath.Join(dir, "allocfail.ko"), nil
+}
+
+// run is one boot: one kernel, one forced tier, every scenario.
+type run struct {
+	kernel vmtest.Kernel
+	tier   string
+	res    vmtest.Result
+	check  probe.Report
+	events []*event.Event
+	// results: "name value" lines the scenario script wrote.
+	results map[string]string
+}
+
+func TestMatrix(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: building the guest's test module and reading the kernel cache need root")
+	}
+	if _, err := exec.LookPath(vmtest.QEMU); err != nil {
+		t.Skipf("skipped: %s not installed (apt-get install qemu-system-x86)", vmtest.QEMU)
+	}
+	series := vmtest.Series
+	if s := os.Getenv("KERNELS"); s != "" {
+		series = strings.Fields(strings.ReplaceAll(s, ",", " "))
+	}
+	var kernels []vmtest.Kernel
+	for _, s := range series {
+		k, err := vmtest.FindKernel(s)
+		if err != nil {
+			if os.Getenv("CI") != "" {
+				t.Errorf("kernel %s: %v", s, err)
+			} else {
+				t.Logf("skipped kernel %s: %v", s, err)
+			}
+			continue
+		}
+		kernels = append(kernels, k)
+	}
+	if len(kernels) == 0 {
+		t.Skip("skipped: no kernels cached: run scripts/vm/fetch-kernels.sh --headers")
+	}
+	g := buildGuest(t, kernels)
+	runTiers := tiers
+	if s := os.Getenv("TIERS"); s != "" {
+		runTiers = strings.Fields(strings.ReplaceAll(s, ",", " "))
+	}
+
+	var (
+		mu   sync.Mutex
+		runs []*run
+	)
+	for _, k := range kernels {
+		for _, tier := range runTiers {
+			t.Run(k.Series+"/"+tier, func(t *testing.T) {
+				t.Parallel()
+				r := boot(t, g, k, tier)
+				mu.Lock()
+				runs = append(runs, r)
+				mu.Unlock()
+				if r.check.CanTrace {
+					checkScenarios(t, r, g.modules[k.Series] != "")
+				}
+			})
+		}
+	}
+	t.Cleanup(func() {
+		if path := os.Getenv("OOMTRACE_KERNEL_TABLE"); path != "" && !t.Failed() {
+			if err := os.WriteFile(path, []byte(kernelTable(runs)), 0o644); err != nil {
+				t.Errorf("write kernel table: %v", err)
+			}
+		}
+	})
+}
+
+// script is the scenario run in every VM. Every process that is not a
+// scenario's own runs at oom_score_adj -1000, so a global OOM can only
+// choose the hog.
+const script = `
+echo -1000 > /proc/self/oom_score_adj
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+result() { echo "$1 $2" >> /tmp/results; }
+
+oomtrace check --tier $TIER --json > /tmp/check.json; result check_exit $?
+section check < /tmp/check.json
+if [ "$(grep -c '"can_trace_oom_kills": true' /tmp/check.json)" != 1 ]; then
+	oomtrace agent --tier $TIER > /dev/null 2> /tmp/agent.log; result agent_exit $?
+	section agentlog < /tmp/agent.log
+	section results < /tmp/results
+	exit 0
+fi
+
+oomtrace agent --tier $TIER --alloc-nowarn --node-name vm --ready-file /tmp/ready > /tmp/events.jsonl 2> /tmp/agent.log &
+AGENT=$!
+i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+[ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
+read k0 < /proc/vmstat; grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_before $v; }
+
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+cg() { mkdir /sys/fs/cgroup/$1 && echo $2 > /sys/fs/cgroup/$1/memory.max; }
+
+# 1: memcg OOM: 64 MiB in a 32 MiB cgroup.
+cg s1 32M
+scenario hog -cgroup /sys/fs/cgroup/s1 -mib 64; result s1_exit $?
+
+# 2: group kill: three tasks in a 64 MiB cgroup with memory.oom.group.
+cg s2 64M; echo 1 > /sys/fs/cgroup/s2/memory.oom.group
+scenario hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h1 & P1=$!
+scenario hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h2 & P2=$!
+i=0; while [ "$(cat /tmp/h1 /tmp/h2 | grep -c ready)" != 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+scenario hog -cgroup /sys/fs/cgroup/s2 -mib 40; result s2_exit3 $?
+wait $P1; result s2_exit1 $?
+wait $P2; result s2_exit2 $?
+
+# 3: memcg OOM with no victim: the only task is at oom_score_adj -1000 and
+# fills a tmpfs file, so the failed charge is a write's ENOMEM, not a page
+# fault the kernel would retry forever.
+cg s3 32M
+timeout 60 scenario fill -cgroup /sys/fs/cgroup/s3 -adj -1000 -mib 64 -file /dev/shm/s3 > /tmp/s3.out 2>&1; result s3_exit $?
+rm -f /dev/shm/s3
+
+# 4: global OOM: no cgroup limit, more than the VM has.
+timeout 60 scenario hog -mib 2048; result s4_exit $?
+
+# 5a: huge pages until the first order-9 failure (__GFP_NOWARN).
+echo 100000 > /proc/sys/vm/nr_hugepages; result s5_hugepages $(cat /proc/sys/vm/nr_hugepages)
+echo 0 > /proc/sys/vm/nr_hugepages
+
+# 5b: warned order-10 failures from a test module's init.
+if [ -f /allocfail.ko ]; then insmod /allocfail.ko 2>/dev/null; result s5b_insmod $?; fi
+
+grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_after $v; }
+sleep 0.5
+kill -TERM $AGENT; wait $AGENT; result agent_exit $?
+section events < /tmp/events.jsonl
+section agentlog < /tmp/agent.log
+dmesg | grep -c 'page allocation failure' | { read n; result dmesg_alloc_failure_lines $n; }
+section results < /tmp/results
+`
+
+func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
+	files := []vmtest.File{
+		{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
+		{Guest: "/bin/scenario", Host: g.scenario, Mode: 0o755},
+	}
+	if ko := g.modules[k.Series]; ko != "" {
+		files = append(files, vmtest.File{Guest: "/allocfail.ko", Host: ko, Mode: 0o644})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := vmtest.Boot(ctx, vmtest.BootOptions{
+		Kernel:          k,
+		MemoryMiB:       512,
+		Timeout:         3 * time.Minute,
+		Files:           files,
+		Script:          "TIER=" + tier + "\n" + script,
+		ConsoleLogLevel: 1,
+	})
+	if err != nil {
+		t.Fatalf("boot %s: %v\nconsole (end):\n%s", k.Release, err, lastLines(res.Console, 40))
+	}
+	r := &run{kernel: k, tier: tier, res: res, results: map[string]string{}}
+	for _, line := range strings.Split(res.Section("results"), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok {
+			r.results[k] = v
+		}
+	}
+	if err := json.Unmarshal([]byte(res.Section("check")), &r.check); err != nil {
+		t.Fatalf("oomtrace check --json in the VM: %v\n%s\nconsole:\n%s", err, res.Section("check"), lastLines(res.Console, 40))
+	}
+	if res.ExitStatus != 0 {
+		t.Fatalf("scenario script exited %d; agent log:\n%s\nconsole (end):\n%s", res.ExitStatus, res.Section("agentlog"), lastLines(res.Console, 40))
+	}
+	if !r.check.CanTrace {
+		// A tier this kernel lacks: the agent must refuse, naming it.
+		if r.results["agent_exit"] == "0" {
+			t.Errorf("agent --tier=%s started although check said: %s", tier, r.check.Conclusion)
+		}
+		if log := res.Section("agentlog"); !strings.Contains(log, "--tier="+tier) {
+			t.Errorf("agent --tier=%s failed without naming the tier:\n%s", tier, log)
+		}
+		t.Logf("%s: tier %s unavailable: %s", k.Release, tier, r.check.Conclusion)
+		return r
+	}
+	schema := eventtest.Schema(t)
+	for _, line := range strings.Split(strings.TrimSpace(res.Section("events")), "\n") {
+		if line != "" {
+			r.events = append(r.events, eventtest.Validate(t, schema, []byte(line)))
+		}
+	}
+	return r
+}
+
+// checkScenarios asserts what each scenario must have produced.
+func checkScenarios(t *testing.T, r *run, haveModule bool) {
+	hookTier := map[string]string{}
+	for _, h := range r.check.Hooks {
+		hookTier[h.Hook] = h.Tier
+	}
+	contextHooks := hookTier["oom_kill_process"] != "none"
+	memcgHook := hookTier["mem_cgroup_out_of_memory"] != "none"
+	if r.tier != "tracepoint" && (!contextHooks || !memcgHook) {
+		t.Errorf("tier %s: oom_kill_process on %s, mem_cgroup_out_of_memory on %s", r.tier, hookTier["oom_kill_process"], hookTier["mem_cgroup_out_of_memory"])
+	}
+	if r.results["agent_exit"] != "0" {
+		t.Errorf("agent exit %s on SIGTERM; log:\n%s", r.results["agent_exit"], r.res.Section("agentlog"))
+	}
+	by := func(kind, cgroup string) []*event.Event {
+		var out []*event.Event
+		for _, e := range r.events {
+			if e.Event != kind {
+				continue
+			}
+			switch {
+			case cgroup == "":
+			case e.Memcg != nil && e.Memcg.Path == cgroup:
+			case e.Victim != nil && e.Victim.Cgroup == cgroup:
+			default:
+				continue
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+
+	t.Run("memcg OOM", func(t *testing.T) {
+		kills := by(event.KindOOMKill, "/s1")
+		if r.results["s1_exit"] != "137" || len(kills) != 1 {
+			t.Fatalf("hog exit %s, %d oom_kill lines for /s1, want 137 and 1", r.results["s1_exit"], len(kills))
+		}
+		e := kills[0]
+		if e.Constraint != event.ConstraintMemcg || e.Memcg == nil || e.Memcg.Path != "/s1" || e.Memcg.LimitBytes != 32<<20 {
+			t.Errorf("constraint %q memcg %+v, want memcg /s1 at 32 MiB", e.Constraint, e.Memcg)
+		}
+		if e.Victim.Comm != "scenario" || e.Victim.PID != e.Trigger.PID {
+			t.Errorf("victim %+v trigger %+v: want the hog, which triggered its own OOM", e.Victim, e.Trigger)
+		}
+		if contextHooks {
+			if e.OOM == nil || e.OOM.DomainBytes != 32<<20 || e.OOM.GFP == "" {
+				t.Errorf("oom context %+v: want the 32 MiB domain and the gfp of the charge", e.OOM)
+			}
+		} else if e.OOM != nil {
+			t.Errorf("oom context %+v without a hook on oom_kill_process", e.OOM)
+		}
+		// 5.10's unwinder stops at a kretprobe's trampoline: on the kprobe
+		// tier its stacks end at the probed function.
+		if !hasFrame(e.Stack, "out_of_memory") && !(r.tier == "kprobe" && r.kernel.Series == "5.10" && hasFrame(e.Stack, "oom_kill_process")) {
+			t.Errorf("stack lacks out_of_memory: %v", e.Stack)
+		}
+		if len(e.Stack) > 0 && !strings.Contains(e.Stack[0], "oom") {
+			t.Errorf("stack starts at %s, not in the OOM code: the probe's own frames were left in", e.Stack[0])
+		}
+		if memcgHook {
+			m := by(event.KindMemcgOOM, "/s1")
+			if len(m) == 0 || !*m[0].VictimFound || *m[0].Victims != 1 || m[0].OOMID != e.OOMID {
+				t.Errorf("memcg_oom for /s1: %+v; want victim_found, 1 victim, oom_id %d", m, e.OOMID)
+			}
+		}
+	})
+
+	t.Run("group kill", func(t *testing.T) {
+		kills := by(event.KindOOMKill, "/s2")
+		if len(kills) != 3 {
+			for _, e := range kills {
+				t.Logf("kill: oom_id %d pid %d tid %d comm %s", e.OOMID, e.Victim.PID, e.Victim.TID, e.Victim.Comm)
+			}
+			t.Fatalf("%d oom_kill lines for /s2, want 3 (exits %s %s %s)", len(kills), r.results["s2_exit1"], r.results["s2_exit2"], r.results["s2_exit3"])
+		}
+		pids := map[uint32]bool{}
+		for _, e := range kills {
+			if e.OOMID != kills[0].OOMID || e.OOMID == 0 {
+				t.Errorf("oom_ids %d and %d: a group kill shares one", kills[0].OOMID, e.OOMID)
+			}
+			if !e.GroupKill {
+				t.Errorf("victim %d: group_kill not set", e.Victim.PID)
+			}
+			pids[e.Victim.PID] = true
+		}
+		if len(pids) != 3 {
+			t.Errorf("victims %v, want 3 distinct tasks", pids)
+		}
+	})
+
+	t.Run("no victim", func(t *testing.T) {
+		if kills := by(event.KindOOMKill, "/s3"); len(kills) != 0 {
+			t.Errorf("%d oom_kill lines for /s3, whose only task cannot be killed", len(kills))
+		}
+		// The writer exits 0 only when a write failed with ENOMEM or ENOSPC
+		// (it cannot say so on a file: that write would be charged too).
+		if r.results["s3_exit"] != "0" {
+			t.Errorf("writer exit %s, want 0 after a failed write", r.results["s3_exit"])
+		}
+		if !memcgHook {
+			t.Skip("skipped: no hook on mem_cgroup_out_of_memory on the tracepoint tier: such an OOM is invisible there")
+		}
+		m := by(event.KindMemcgOOM, "/s3")
+		if len(m) == 0 {
+			t.Fatal("no memcg_oom record for /s3")
+		}
+		for _, e := range m {
+			if *e.VictimFound || *e.Victims != 0 {
+				t.Errorf("memcg_oom for /s3 says victim_found %v victims %d", *e.VictimFound, *e.Victims)
+			}
+		}
+	})
+
+	t.Run("global OOM", func(t *testing.T) {
+		var kills []*event.Event
+		for _, e := range by(event.KindOOMKill, "") {
+			if e.Victim.Cgroup == "/" {
+				kills = append(kills, e)
+			}
+		}
+		if r.results["s4_exit"] != "137" || len(kills) != 1 {
+			t.Fatalf("hog exit %s, %d oom_kill lines in the root cgroup, want 137 and 1", r.results["s4_exit"], len(kills))
+		}
+		e := kills[0]
+		if e.Constraint != event.ConstraintGlobal || e.Memcg != nil || e.Victim.Comm != "scenario" {
+			t.Errorf("constraint %q memcg %+v victim %q, want global and the hog", e.Constraint, e.Memcg, e.Victim.Comm)
+		}
+		if contextHooks && (e.OOM == nil || e.OOM.DomainBytes < 256<<20) {
+			t.Errorf("oom context %+v: want the VM's memory as the domain", e.OOM)
+		}
+	})
+
+	t.Run("vmstat", func(t *testing.T) {
+		// One line per killed process. The kernel counts the chosen victim
+		// of the group kill again when the group pass reaches it, and once
+		// more if that pass finds another of its threads: up to 2 more.
+		var before, after int
+		fmt.Sscan(r.results["vmstat_before"], &before)
+		fmt.Sscan(r.results["vmstat_after"], &after)
+		if got := len(by(event.KindOOMKill, "")); after-before < got || after-before > got+2 {
+			t.Errorf("%d oom_kill lines; the kernel counted %d", got, after-before)
+		}
+	})
+
+	t.Run("huge pages: order 9 __GFP_NOWARN", func(t *testing.T) {
+		var found *event.Event
+		for _, e := range by(event.KindAllocFailure, "") {
+			if e.Alloc.Order == 9 && e.Alloc.NoWarn {
+				found = e
+			}
+		}
+		if found == nil {
+			t.Fatalf("no order-9 __GFP_NOWARN alloc_failure (nr_hugepages reached %s)", r.results["s5_hugepages"])
+		}
+		if !strings.Contains(found.Alloc.GFP, "__GFP_RETRY_MAYFAIL") || !strings.Contains(found.Alloc.GFP, "__GFP_NOWARN") {
+			t.Errorf("gfp %q (%#x), want __GFP_NOWARN|__GFP_RETRY_MAYFAIL", found.Alloc.GFP, found.Alloc.GFPMask)
+		}
+		wantSource := map[string]string{"kprobe": "warn_alloc", "fentry": "warn_alloc", "tracepoint": "mm_page_alloc"}[r.tier]
+		if found.Alloc.Source != wantSource {
+			t.Errorf("source %q on tier %s, want %q", found.Alloc.Source, r.tier, wantSource)
+		}
+	})
+
+	t.Run("warned order-10 failures", func(t *testing.T) {
+		if !haveModule {
+			t.Skip("skipped: the test module did not build for this kernel")
+		}
+		var n int
+		var sample *event.Event
+		for _, e := range by(event.KindAllocFailure, "") {
+			if e.Alloc.Order == 10 {
+				n++
+				sample = e
+			}
+		}
+		if n == 0 {
+			t.Fatalf("no order-10 alloc_failure (insmod exit %s)", r.results["s5b_insmod"])
+		}
+		if sample.Alloc.NoWarn || sample.Alloc.GFP != "GFP_KERNEL|__GFP_NORETRY" {
+			t.Errorf("gfp %q nowarn %v, want GFP_KERNEL|__GFP_NORETRY", sample.Alloc.GFP, sample.Alloc.NoWarn)
+		}
+		if !hasFrame(sample.Stack, "do_one_initcall") {
+			t.Errorf("stack lacks the module's init call: %v", sample.Stack)
+		}
+		t.Logf("%d order-10 failures reported; the kernel log printed %s (ratelimited)", n, r.results["dmesg_alloc_failure_lines"])
+	})
+}
+
+func hasFrame(stack []string, fn string) bool {
+	for _, f := range stack {
+		if strings.HasPrefix(f, fn+"+") || strings.HasPrefix(f, fn+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// kernelTable renders docs/kernels.md from the runs.
+func kernelTable(runs []*run) string {
+	sort.Slice(runs, func(i, j int) bool {
+		if runs[i].kernel.Series != runs[j].kernel.Series {
+			return runs[i].kernel.Series < runs[j].kernel.Series
+		}
+		return indexOf(tiers, runs[i].tier) < indexOf(tiers, runs[j].tier)
+	})
+	var b bytes.Buffer
+	b.WriteString("# Kernels and tiers\n\n")
+	b.WriteString("Generated by the kernel matrix (`make vmtest`): each Debian kernel booted\n")
+	b.WriteString("under qemu, `oomtrace check --tier T --json` per tier, then every scenario\n")
+	b.WriteString("with that tier forced. A cell is the tier the hook used; `none` means not\n")
+	b.WriteString("attached (see the reason below the table).\n\n")
+	b.WriteString("| kernel | --tier | oom:mark_victim | oom_kill_process | __oom_kill_process | mem_cgroup_out_of_memory | page_alloc_failure |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	var notes []string
+	for _, r := range runs {
+		if !r.check.CanTrace {
+			fmt.Fprintf(&b, "| %s | %s | refused: %s | | | | |\n", r.kernel.Release, r.tier, strings.ReplaceAll(r.check.Conclusion, "|", "/"))
+			continue
+		}
+		cells := map[string]string{}
+		for _, h := range r.check.Hooks {
+			cells[h.Hook] = h.Tier
+			if h.Tier == "none" {
+				notes = append(notes, fmt.Sprintf("- %s, --tier=%s, %s: %s", r.kernel.Release, r.tier, h.Hook, h.Detail))
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.kernel.Release, r.tier,
+			cells["oom:mark_victim"], cells["oom_kill_process"], cells["__oom_kill_process"], cells["mem_cgroup_out_of_memory"], cells["page_alloc_failure"])
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nWhy a hook is not attached:\n\n")
+		b.WriteString(strings.Join(notes, "\n"))
+		b.WriteString("\n")
+	}
+	b.WriteString("\nThe development machine's own kernel (6.18, no kprobes, no BPF trampolines)\n")
+	b.WriteString("runs the tracepoint tier only; `oomtrace check` there shows the same table row.\n")
+	return b.String()
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return len(s)
+}

@@ -57,8 +57,8 @@ type Stats struct {
 	// RepeatMarks: a second mark of an already reported process in the
 	// same OOM (another of its threads, marked when a group kill reaches
 	// the victim again); not written.
-	RepeatMarks uint64 `json:"repeat_marks"`
-	Kernel       probe.Counters    `json:"kernel"`
+	RepeatMarks uint64         `json:"repeat_marks"`
+	Kernel      probe.Counters `json:"kernel"`
 }
 
 // Run traces until ctx is done.

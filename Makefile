@@ -10,11 +10,14 @@ LDFLAGS    := -s -w -X github.com/oomtrace/oomtrace/internal/version.Version=$(V
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build run test check-generated vmlinux clean
+.PHONY: help deps generate build run test unit vmtest kernels check-generated vmlinux clean
+
+KERNELS ?= 5.10 6.1 6.12
+TIERS   ?= fentry kprobe tracepoint
 
 # Debian packages the tests and `make generate` need; `make deps` installs
 # the missing ones (root).
-APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev busybox-static qemu-system-x86 cpio
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev busybox-static qemu-system-x86 gcc-12 make
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,10 +39,19 @@ build: ## build bin/oomtrace (static, no clang needed)
 run: build ## build, then run the agent on this node (root): JSON events on stdout
 	./$(BIN) agent
 
-test: deps check-generated build ## run every test (as root): unit, live memcg OOMs, generated-code check
+test: deps check-generated build kernels ## run every test (as root): unit, live memcg OOMs on this host, the kernel matrix in qemu
 	@unformatted=$$(gofmt -l cmd internal); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	KERNELS="$(KERNELS)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md $(GO) test -count=1 -timeout 20m ./...
+
+unit: ## run the tests that need neither root nor VMs
+	$(GO) test -count=1 ./internal/cgroup ./internal/event ./internal/output ./internal/gfp ./internal/ksym ./internal/agent
+
+kernels: ## fetch the Debian kernels and headers the VM tests boot (cached outside the repo)
+	bash scripts/vm/fetch-kernels.sh --headers $(KERNELS)
+
+vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" TIERS="kprobe" to narrow it); rewrites docs/kernels.md
+	KERNELS="$(KERNELS)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
 
 check-generated: ## regenerate BPF objects and fail if they differ from the committed ones
 	$(MAKE) generate

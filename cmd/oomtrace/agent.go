@@ -26,6 +26,7 @@ func newAgentCmd() *cobra.Command {
 		ringBufSize uint32
 		logLevel    string
 		tier        string
+		outputFmt   string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -36,6 +37,9 @@ stderr. SIGINT or SIGTERM detaches every probe, writes out the events
 already captured, and exits 0.`,
 		Example: `  # trace on this node, events to a file, logs on the terminal
   sudo oomtrace agent > oom-events.jsonl
+
+  # watch on a terminal: an incident card per event, the diagnosis first
+  sudo oomtrace agent --output pretty 2>/dev/null
 
   # let a test or a probe script know when tracing has started
   sudo oomtrace agent --ready-file /run/oomtrace.ready`,
@@ -56,11 +60,21 @@ already captured, and exits 0.`,
 				cfg.Node = nodeName()
 			}
 
+			var out agent.Writer
+			switch outputFmt {
+			case "json":
+				out = output.NewJSONLines(os.Stdout)
+			case "pretty":
+				out = output.NewPretty(os.Stdout)
+			default:
+				return usageError{fmt.Errorf("--output %q: want json or pretty", outputFmt)}
+			}
+
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
 			log.Info("starting", zap.String("version", version.Version), zap.String("node", cfg.Node))
-			stats, err := agent.Run(ctx, cfg, output.NewJSONLines(os.Stdout), log)
+			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {
 				return err
 			}
@@ -74,6 +88,7 @@ already captured, and exits 0.`,
 	f.Uint32Var(&ringBufSize, "ringbuf-size", probe.DefaultRingBufSize, "BPF ring buffer size in bytes (a power of two, at least a page)")
 	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and output before new ones are dropped and counted")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")
+	f.StringVar(&outputFmt, "output", "json", "event format on stdout: json (one object per line, for log pipelines) or pretty (an incident card per event, for terminals)")
 	f.StringVar(&logLevel, "log-level", "info", "stderr log level: debug, info, warn, error")
 	f.StringVar(&tier, "tier", "", "force an attach tier on every hook that has it: fentry, kprobe or tracepoint (default: the best this kernel allows, per hook)")
 	f.BoolVar(&cfg.AllocFailures, "alloc-failures", true, "trace page allocation failures (alloc_failure events)")

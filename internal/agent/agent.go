@@ -72,10 +72,13 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 
 	seeds := map[uint64]uint64{}
+	var enr *enricher
 	hier, err := cgroup.FindMemoryHierarchy()
 	if err != nil {
 		log.Warn("memory cgroups not found: every OOM will be reported as global", zap.Error(err))
+		enr = newEnricher(nil)
 	} else {
+		enr = newEnricher(&hier)
 		log.Info("memory cgroup hierarchy", zap.Int("version", hier.Version), zap.String("mount", hier.Mount), zap.String("mode", hier.Mode))
 		if seeds, err = hier.OOMKillCounts(); err != nil {
 			return stats, err
@@ -149,7 +152,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				stats.RepeatMarks++
 				continue
 			}
-			enrich(e)
+			enr.enrich(e)
 			if err := out.Write(e); err != nil {
 				stats.WriteErrors++
 				log.Error("write event", zap.Error(err))
@@ -204,19 +207,6 @@ func readLoop(p *probe.Probes, dec *event.Decoder, queue chan<- *event.Event, dr
 		default:
 			drops.Add(1)
 		}
-	}
-}
-
-// enrich adds what user space knows about the event's cgroups: the pod of
-// the victim, else of the OOM cgroup, else of the trigger.
-func enrich(e *event.Event) {
-	switch {
-	case e.Victim != nil:
-		e.K8s = cgroup.Identify(e.Victim.Cgroup)
-	case e.Memcg != nil:
-		e.K8s = cgroup.Identify(e.Memcg.Path)
-	case e.Trigger != nil:
-		e.K8s = cgroup.Identify(e.Trigger.Cgroup)
 	}
 }
 

@@ -33,6 +33,9 @@ type PodIdentity struct {
 	ContainerID string `json:"container_id,omitempty"`
 	Runtime     string `json:"runtime,omitempty"`
 	QOS         string `json:"qos"`
+	// PodStat is the pod cgroup's memory.stat, when the cgroup whose limit
+	// fired is not the pod's.
+	PodStat *MemoryStat `json:"pod_stat,omitempty"`
 }
 
 var (
@@ -72,6 +75,18 @@ func Identify(path string) *PodIdentity {
 		return id
 	}
 	return nil
+}
+
+// PodPath returns the path of the pod cgroup that path is in or is, or ""
+// when path is not a pod's.
+func PodPath(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for i, part := range parts {
+		if podFromComponent(parts[:i], part) != nil {
+			return "/" + strings.Join(parts[:i+1], "/")
+		}
+	}
+	return ""
 }
 
 // podFromComponent recognises a pod cgroup's own name; ancestors are the

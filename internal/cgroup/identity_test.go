@@ -91,3 +91,17 @@ func FuzzIdentify(f *testing.F) {
 		}
 	})
 }
+
+func TestPodPath(t *testing.T) {
+	for path, want := range map[string]string{
+		"/kubepods/burstable/pod" + uid + "/" + cid:          "/kubepods/burstable/pod" + uid,
+		"/kubepods/burstable/pod" + uid:                      "/kubepods/burstable/pod" + uid,
+		"/kubepods/burstable/pod" + uid + "/" + cid + "/sub": "/kubepods/burstable/pod" + uid,
+		"/kubepods/burstable":                                "",
+		"/system.slice/docker-" + cid + ".scope":             "",
+	} {
+		if got := PodPath(path); got != want {
+			t.Errorf("PodPath(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/procfs"
 )
 
 // Event kinds, the "event" field.
@@ -40,6 +41,9 @@ type Event struct {
 	Time  time.Time `json:"time"`
 	Node  string    `json:"node"`
 
+	// Diagnosis says why, most telling first (docs/events.md lists the codes).
+	Diagnosis []Finding `json:"diagnosis,omitempty"`
+
 	// OOMID is shared by every record of one OOM: the oom_kill lines of a
 	// group kill and the memcg_oom record of the same invocation.
 	OOMID     uint64 `json:"oom_id,omitempty"`
@@ -60,6 +64,20 @@ type Event struct {
 
 	// Stack is the trigger's kernel stack, innermost frame first.
 	Stack []string `json:"stack,omitempty"`
+
+	// Tasks: the largest tasks of the OOM cgroup (or the node) when the
+	// agent looked, by the kernel's points, at most 10.
+	Tasks []procfs.Task `json:"tasks,omitempty"`
+	// TmpfsMounts: tmpfs file systems mounted by the OOM cgroup's tasks.
+	TmpfsMounts []string `json:"tmpfs_mounts,omitempty"`
+	// Buddy (alloc_failure): free blocks per order of each zone of the node.
+	Buddy []procfs.Zone `json:"buddy,omitempty"`
+}
+
+// Finding is one cause: a stable code and a sentence with the numbers.
+type Finding struct {
+	Code    string `json:"code"`
+	Summary string `json:"summary"`
 }
 
 // OOMContext is the OOM killer's own view (struct oom_control), present
@@ -92,6 +110,11 @@ type Alloc struct {
 	Node int32 `json:"node"`
 	// Source is the hook that saw it: warn_alloc or mm_page_alloc.
 	Source string `json:"source"`
+	// FreeBytes on the node when the agent looked, and how much of it is
+	// in blocks of the failed order or larger: a large first and a small
+	// second is fragmentation.
+	FreeBytes               *uint64 `json:"free_bytes,omitempty"`
+	FreeBytesAtOrAboveOrder *uint64 `json:"free_bytes_at_or_above_order,omitempty"`
 }
 
 // Victim is the task the OOM killer chose.
@@ -104,11 +127,14 @@ type Victim struct {
 	OOMScoreAdj int32  `json:"oom_score_adj"`
 	// Cgroup is the victim's memory cgroup, relative to the memory
 	// hierarchy's root, starting with "/".
-	Cgroup        string `json:"cgroup"`
-	RSS           RSS    `json:"rss"`
-	SwapBytes     uint64 `json:"swap_bytes"`
-	TotalVMBytes  uint64 `json:"total_vm_bytes"`
-	PgtablesBytes uint64 `json:"pgtables_bytes"`
+	Cgroup string `json:"cgroup"`
+	// CgroupStat is the victim's own cgroup's memory.stat, when that is
+	// not the cgroup whose limit fired.
+	CgroupStat    *cgroup.MemoryStat `json:"cgroup_stat,omitempty"`
+	RSS           RSS                `json:"rss"`
+	SwapBytes     uint64             `json:"swap_bytes"`
+	TotalVMBytes  uint64             `json:"total_vm_bytes"`
+	PgtablesBytes uint64             `json:"pgtables_bytes"`
 }
 
 // RSS is the victim's resident memory by kind, as the kernel counts it for
@@ -135,4 +161,10 @@ type Memcg struct {
 	UsageBytes uint64 `json:"usage_bytes"`
 	// Failcnt: how often usage hit the limit since the cgroup was made.
 	Failcnt uint64 `json:"failcnt"`
+	// Stat is the cgroup's memory.stat, read when the agent got the event,
+	// StatDelayUS microseconds after the kernel saw it; StatError says why
+	// it is missing (the cgroup may be gone already).
+	Stat        *cgroup.MemoryStat `json:"stat,omitempty"`
+	StatDelayUS *int64             `json:"stat_delay_us,omitempty"`
+	StatError   string             `json:"stat_error,omitempty"`
 }

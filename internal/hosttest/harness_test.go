@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 func runHog(spec string) int {
 	parts := strings.Split(spec, ":")
 	if len(parts) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit|paced\n", hogEnv, spec)
+		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit|paced|init\n", hogEnv, spec)
 		return 2
 	}
 	procs, mode := parts[0], parts[2]
@@ -74,9 +74,52 @@ func runHog(spec string) int {
 		fmt.Fprintf(os.Stderr, "%s MiB %q: %v\n", hogEnv, parts[1], err)
 		return 2
 	}
+	if adj := os.Getenv("OOMTRACE_TEST_ADJ"); adj != "" {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(adj), 0); err != nil {
+			fmt.Fprintln(os.Stderr, "set oom_score_adj:", err)
+			return 3
+		}
+	}
 	if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
 		fmt.Fprintln(os.Stderr, "join cgroup:", err)
 		return 3
+	}
+	if mode == "init" {
+		return runInit(spec)
+	}
+	if dir := os.Getenv("OOMTRACE_TEST_PRIVATE_TMPFS"); dir != "" {
+		// Started in a new mount namespace: keep its mounts to itself.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "make mounts private:", err)
+			return 3
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
+			fmt.Fprintln(os.Stderr, "mount tmpfs:", err)
+			return 3
+		}
+	}
+	if os.Getenv("OOMTRACE_TEST_SLEEPER") != "" {
+		// A second process of the container that outlives the hog, so
+		// the container's mounts can still be looked at after the kill.
+		sleeper := exec.Command("/proc/self/exe")
+		sleeper.Env = append(os.Environ(), hogEnv+"="+procs+":0:hold", "OOMTRACE_TEST_SLEEPER=", "OOMTRACE_TEST_PRIVATE_TMPFS=", "OOMTRACE_TEST_WRITE=")
+		if err := sleeper.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "start sleeper:", err)
+			return 3
+		}
+	}
+	if w := os.Getenv("OOMTRACE_TEST_WRITE"); w != "" {
+		if err := writeMiB(w); err != nil {
+			fmt.Fprintln(os.Stderr, "write:", err)
+			return 3
+		}
+	}
+	if mib == 0 {
+		fmt.Println("ready")
+		for mode == "hold" {
+			unix.Pause()
+		}
+		return 0
 	}
 	mem, err := unix.Mmap(-1, 0, mib<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
@@ -92,6 +135,48 @@ func runHog(spec string) int {
 	fmt.Println("ready")
 	for mode == "hold" {
 		unix.Pause() // until killed
+	}
+	return 0
+}
+
+// writeMiB writes "path:MiB" a MiB at a time, so the writer itself
+// stays small: the file's pages are the charge being tested.
+func writeMiB(spec string) error {
+	path, n, _ := strings.Cut(spec, ":")
+	mib, err := strconv.Atoi(n)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := 0; i < mib; i++ {
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runInit is a container's pid 1 (started in a new pid namespace): it runs
+// one hog child (pid 2 there) and exits as the child did.
+func runInit(spec string) int {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), hogEnv+"="+strings.TrimSuffix(spec, ":init")+":exit")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return 5
 	}
 	return 0
 }
@@ -155,11 +240,13 @@ func (tr *tree) mkdir(rel string, limit int64) string {
 	return dir
 }
 
-// remove deletes what mkdir made, deepest first. A killed task takes a
-// moment to leave its cgroup, so each rmdir is retried briefly.
+// remove kills what still runs in the cgroups mkdir made and deletes
+// them, deepest first. A killed task takes a moment to leave its cgroup,
+// so each rmdir is retried briefly.
 func (tr *tree) remove() {
 	for i := len(tr.made) - 1; i >= 0; i-- {
 		dir := tr.made[i]
+		killProcs(dir)
 		var err error
 		for try := 0; try < 50; try++ {
 			if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
@@ -173,6 +260,39 @@ func (tr *tree) remove() {
 	}
 }
 
+// killProcs SIGKILLs every process in the cgroup dir.
+func killProcs(dir string) {
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// removeOne removes one cgroup made by mkdir now (a container that ends).
+func (tr *tree) removeOne(dir string) {
+	tr.t.Helper()
+	for try := 0; ; try++ {
+		err := os.Remove(dir)
+		if err == nil {
+			break
+		}
+		if try == 50 {
+			tr.t.Fatalf("remove cgroup %s: %v", dir, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i, d := range tr.made {
+		if d == dir {
+			tr.made = append(tr.made[:i], tr.made[i+1:]...)
+			break
+		}
+	}
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
 // hog is a memory hog process in a cgroup.
 type hog struct {
 	cmd  *exec.Cmd
@@ -183,9 +303,47 @@ type hog struct {
 // it keeps its memory until killed, and startHog returns once it has it all.
 func startHog(t *testing.T, dir string, mib int, mode string) *hog {
 	t.Helper()
-	hold := mode == "hold"
+	return startHogWith(t, hogOpts{dir: dir, mib: mib, mode: mode})
+}
+
+// hogOpts shape a hog like a container's process.
+type hogOpts struct {
+	dir  string
+	mib  int
+	mode string // hold, exit, paced, or init: pid 1 of a new pid namespace running an exit hog
+	adj  string // oom_score_adj, if set
+	// write writes writeMiB to this file first (a tmpfs: shmem).
+	write    string
+	writeMiB int
+	// privateTmpfs mounts a tmpfs here in a mount namespace of its own.
+	privateTmpfs string
+	// sleeper leaves a small process of the container behind the hog.
+	sleeper bool
+}
+
+func startHogWith(t *testing.T, o hogOpts) *hog {
+	t.Helper()
+	hold := o.mode == "hold"
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", hogEnv, filepath.Join(dir, "cgroup.procs"), mib, mode))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", hogEnv, filepath.Join(o.dir, "cgroup.procs"), o.mib, o.mode))
+	if o.adj != "" {
+		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_ADJ="+o.adj)
+	}
+	if o.write != "" {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("OOMTRACE_TEST_WRITE=%s:%d", o.write, o.writeMiB))
+	}
+	if o.sleeper {
+		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_SLEEPER=1")
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if o.privateTmpfs != "" {
+		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_PRIVATE_TMPFS="+o.privateTmpfs)
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNS
+	}
+	if o.mode == "init" {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
+	}
+	mib := o.mib
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

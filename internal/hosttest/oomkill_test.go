@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
 )
 
@@ -92,6 +93,16 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	if e.K8s == nil || *e.K8s != want {
 		t.Errorf("k8s %+v, want %+v", e.K8s, want)
 	}
+	// Seeds 000 and 002: the pod's limit, plain anonymous memory.
+	checkDiagnosis(t, e, diagnose.PodLimit)
+	// Read a few milliseconds after the kill, while the victim's memory
+	// is being freed: most of its 100 MiB is still there.
+	if st := e.Memcg.Stat; st == nil || st.AnonBytes < 32<<20 || st.ShmemBytes+st.FileBytes > st.AnonBytes/4 {
+		t.Errorf("memory.stat %+v: want mostly anonymous memory", st)
+	}
+	if len(e.Tasks) == 0 {
+		t.Error("no task table")
+	}
 	if !containsFrame(e.Stack, "oom_kill_process") {
 		t.Errorf("trigger stack lacks oom_kill_process: %v", e.Stack)
 	}
@@ -134,9 +145,15 @@ func TestSystemdDriverContainerLimit(t *testing.T) {
 		t.Errorf("memcg %+v, want the container scope %q at %d", e.Memcg, ctrPath, 64<<20)
 	}
 	want := cgroup.PodIdentity{PodUID: uid, ContainerID: cid, Runtime: cgroup.RuntimeContainerd, QOS: cgroup.QOSBurstable}
-	if e.K8s == nil || *e.K8s != want {
-		t.Errorf("k8s %+v, want %+v", e.K8s, want)
+	if e.K8s == nil || e.K8s.PodStat == nil {
+		t.Fatalf("k8s %+v: want the pod's memory.stat too, since the container's limit fired", e.K8s)
 	}
+	got := *e.K8s
+	got.PodStat = nil
+	if got != want {
+		t.Errorf("k8s %+v, want %+v", got, want)
+	}
+	checkDiagnosis(t, e, diagnose.ContainerLimit)
 }
 
 // Forty kills in quick succession: the agent reports every one the kernel

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/diagnose"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/procfs"
+)
+
+// maxTasks bounds the task table kept per event.
+const maxTasks = 10
+
+// enricher adds, the moment an event arrives, what user space can still
+// see: pod identity, memory.stat of the cgroups involved, the largest
+// tasks, free memory by order, and the diagnosis. Nothing here can drop
+// an event: what cannot be read is left out and, for memory.stat, said.
+type enricher struct {
+	hier     *cgroup.Hierarchy // nil without a memory hierarchy
+	pageSize uint64
+	memTotal uint64
+}
+
+func newEnricher(hier *cgroup.Hierarchy) *enricher {
+	return &enricher{hier: hier, pageSize: uint64(os.Getpagesize()), memTotal: memTotal()}
+}
+
+func (en *enricher) enrich(e *event.Event) {
+	switch {
+	case e.Victim != nil:
+		e.K8s = cgroup.Identify(e.Victim.Cgroup)
+	case e.Memcg != nil:
+		e.K8s = cgroup.Identify(e.Memcg.Path)
+	case e.Trigger != nil:
+		e.K8s = cgroup.Identify(e.Trigger.Cgroup)
+	}
+	if en.hier != nil {
+		en.memoryStats(e)
+		en.tasks(e)
+	}
+	if e.Alloc != nil {
+		en.buddy(e)
+	}
+	node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}
+	e.Diagnosis = diagnose.Diagnose(e, node)
+}
+
+// memoryStats reads memory.stat of the cgroup whose limit fired, and of
+// the victim's cgroup and the pod's where they differ from it.
+func (en *enricher) memoryStats(e *event.Event) {
+	if m := e.Memcg; m != nil {
+		st, err := en.hier.ReadMemoryStat(m.Path)
+		delay := time.Since(e.Time).Microseconds()
+		m.StatDelayUS = &delay
+		switch {
+		case errors.Is(err, cgroup.ErrCgroupGone):
+			m.StatError = "the cgroup was removed before its memory.stat could be read"
+		case err != nil:
+			m.StatError = err.Error()
+		default:
+			m.Stat = &st
+		}
+	}
+	if v := e.Victim; v != nil && (e.Memcg == nil || v.Cgroup != e.Memcg.Path) && v.Cgroup != "/" {
+		if st, err := en.hier.ReadMemoryStat(v.Cgroup); err == nil {
+			v.CgroupStat = &st
+		}
+	}
+	if e.K8s != nil && e.Victim != nil {
+		if pod := cgroup.PodPath(e.Victim.Cgroup); pod != "" && (e.Memcg == nil || pod != e.Memcg.Path) {
+			if st, err := en.hier.ReadMemoryStat(pod); err == nil {
+				e.K8s.PodStat = &st
+			}
+		}
+	}
+}
+
+// tasks fills the task table of the OOM cgroup, and its tmpfs mounts when
+// shmem is a large share of it.
+func (en *enricher) tasks(e *event.Event) {
+	if e.Event == event.KindAllocFailure || e.Memcg == nil {
+		return
+	}
+	pids, err := en.hier.Procs(e.Memcg.Path)
+	if err != nil || len(pids) == 0 {
+		return
+	}
+	domain := e.Memcg.LimitBytes / en.pageSize
+	e.Tasks = procfs.TopTasks(pids, maxTasks, domain, en.pageSize)
+	if st := e.Memcg.Stat; st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
+		e.TmpfsMounts = procfs.TmpfsMounts(pids, 16)
+	}
+}
+
+// buddy records free memory by order on the failing allocation's node.
+func (en *enricher) buddy(e *event.Event) {
+	zones, err := procfs.ReadBuddyInfo()
+	if err != nil {
+		return
+	}
+	var node []procfs.Zone
+	for _, z := range zones {
+		if z.Node == int(e.Alloc.Node) {
+			node = append(node, z)
+		}
+	}
+	free := procfs.FreeBytes(node, en.pageSize)
+	above := procfs.FreeBytesAtOrAbove(node, int(e.Alloc.Order), en.pageSize)
+	e.Buddy, e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = node, &free, &above
+}
+
+// memTotal is the node's memory as kubelet sees its capacity.
+func memTotal() uint64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/oomtrace/oomtrace/internal/event"
+)
+
+// Pretty writes each event as a short incident card for a terminal: what
+// happened, then why (the diagnosis), then the numbers.
+type Pretty struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewPretty writes cards to w.
+func NewPretty(w io.Writer) *Pretty { return &Pretty{w: w} }
+
+// Sync has nothing to flush: every card is written whole.
+func (p *Pretty) Sync() error { return nil }
+
+// Write writes one card.
+func (p *Pretty) Write(e *event.Event) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  %s\n", headline(e), e.Time.UTC().Format("2006-01-02 15:04:05.000Z"), e.Node)
+	for _, f := range e.Diagnosis {
+		fmt.Fprintf(&b, "  ! %s: %s\n", f.Code, f.Summary)
+	}
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-8s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	if v := e.Victim; v != nil {
+		row("victim", "%s (pid %d, pid %d in its namespace, uid %d, oom_score_adj %d): anon %s, file %s, shmem %s",
+			quote(v.Comm), v.PID, v.NSPID, v.UID, v.OOMScoreAdj, size(v.RSS.AnonBytes), size(v.RSS.FileBytes), size(v.RSS.ShmemBytes))
+		row("", "in %s", quote(v.Cgroup))
+	}
+	if t := e.Trigger; t != nil {
+		row("trigger", "%s (pid %d) in %s", quote(t.Comm), t.PID, quote(t.Cgroup))
+	}
+	if m := e.Memcg; m != nil {
+		row("limit", "%s: %s used of %s (limit hit %d times)", quote(m.Path), size(m.UsageBytes), size(m.LimitBytes), m.Failcnt)
+		if s := m.Stat; s != nil {
+			row("memory", "anon %s, file %s (dirty %s, writeback %s), shmem %s, kernel %s, unevictable %s",
+				size(s.AnonBytes), size(s.FileBytes), size(s.FileDirtyBytes), size(s.FileWritebackBytes), size(s.ShmemBytes), size(s.KernelBytes), size(s.UnevictableBytes))
+		} else if m.StatError != "" {
+			row("memory", "not read: %s", m.StatError)
+		}
+	} else if e.Constraint != "" {
+		row("limit", "none: %s OOM", e.Constraint)
+	}
+	if o := e.OOM; o != nil {
+		row("alloc", "%s, order %d; OOM domain %s", o.GFP, o.Order, size(o.DomainBytes))
+	}
+	if a := e.Alloc; a != nil {
+		row("alloc", "order %d (%s) %s on node %d, seen by %s", a.Order, size(4096<<a.Order), a.GFP, a.Node, a.Source)
+		if a.FreeBytes != nil && a.FreeBytesAtOrAboveOrder != nil {
+			row("free", "%s, of which %s in blocks of order %d or larger", size(*a.FreeBytes), size(*a.FreeBytesAtOrAboveOrder), a.Order)
+		}
+	}
+	if k := e.K8s; k != nil {
+		ctr := "pod-level cgroup"
+		if k.ContainerID != "" {
+			ctr = "container " + k.ContainerID[:12]
+		}
+		row("pod", "%s, %s (%s%s)", k.PodUID, ctr, k.QOS, prefixed(", ", k.Runtime))
+	}
+	for i, t := range e.Tasks {
+		label := ""
+		if i == 0 {
+			label = "tasks"
+		}
+		row(label, "%7d %-16s rss %9s  oom_score_adj %5d  points %d", t.PID, quote(t.Comm), size(t.RSSBytes), t.OOMScoreAdj, t.Points)
+	}
+	if len(e.Stack) > 0 {
+		row("stack", "%s", strings.Join(e.Stack[:min(len(e.Stack), 8)], " < "))
+	}
+	b.WriteString("\n")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := io.WriteString(p.w, b.String())
+	return err
+}
+
+func headline(e *event.Event) string {
+	switch e.Event {
+	case event.KindOOMKill:
+		if e.GroupKill {
+			return "OOM KILL (group)"
+		}
+		return "OOM KILL"
+	case event.KindOOMVictimExiting:
+		return "OOM: victim already exiting"
+	case event.KindMemcgOOM:
+		if e.VictimFound != nil && !*e.VictimFound {
+			return "MEMCG OOM, nothing to kill"
+		}
+		return "MEMCG OOM"
+	case event.KindAllocFailure:
+		return "PAGE ALLOCATION FAILURE"
+	}
+	return strings.ToUpper(e.Event)
+}
+
+// quote keeps names chosen by others from forging lines on a terminal.
+func quote(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' || r == 0xfffd }) >= 0 {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
+
+var size = event.FormatBytes

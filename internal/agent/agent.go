@@ -72,13 +72,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 
 	seeds := map[uint64]uint64{}
-	var enr *enricher
+	var hierp *cgroup.Hierarchy
 	hier, err := cgroup.FindMemoryHierarchy()
 	if err != nil {
 		log.Warn("memory cgroups not found: every OOM will be reported as global", zap.Error(err))
-		enr = newEnricher(nil)
 	} else {
-		enr = newEnricher(&hier)
+		hierp = &hier
 		log.Info("memory cgroup hierarchy", zap.Int("version", hier.Version), zap.String("mount", hier.Mount), zap.String("mode", hier.Mode))
 		if seeds, err = hier.OOMKillCounts(); err != nil {
 			return stats, err
@@ -111,6 +110,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		defer os.Remove(cfg.ReadyFile)
 	}
 
+	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"))
 	dec := &event.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
 	if probes.Symbols != nil {
 		dec.Symbols = probes.Symbols

@@ -26,10 +26,11 @@ type enricher struct {
 	hier     *cgroup.Hierarchy // nil without a memory hierarchy
 	pageSize uint64
 	memTotal uint64
+	dmaBit   uint32 // __GFP_DMA on this kernel
 }
 
-func newEnricher(hier *cgroup.Hierarchy) *enricher {
-	return &enricher{hier: hier, pageSize: uint64(os.Getpagesize()), memTotal: memTotal()}
+func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32) *enricher {
+	return &enricher{hier: hier, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), dmaBit: dmaBit}
 }
 
 func (en *enricher) enrich(e *event.Event) {
@@ -46,9 +47,12 @@ func (en *enricher) enrich(e *event.Event) {
 		en.tasks(e)
 	}
 	if e.Alloc != nil {
-		en.buddy(e)
+		en.buddy(e, en.dmaBit)
 	}
 	node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}
+	if e.Constraint == event.ConstraintGlobal && en.hier != nil {
+		node.TopCgroups = en.hier.TopUsage(5, 3)
+	}
 	e.Diagnosis = diagnose.Diagnose(e, node)
 }
 
@@ -100,19 +104,26 @@ func (en *enricher) tasks(e *event.Event) {
 }
 
 // buddy records free memory by order on the failing allocation's node.
-func (en *enricher) buddy(e *event.Event) {
+// The free totals leave out the 16 MiB DMA zone unless the allocation
+// asked for it: the kernel keeps it for __GFP_DMA (lowmem_reserve), so its
+// blocks are no help to anything else, as in seed 003.
+func (en *enricher) buddy(e *event.Event, dmaBit uint32) {
 	zones, err := procfs.ReadBuddyInfo()
 	if err != nil {
 		return
 	}
-	var node []procfs.Zone
+	var node, usable []procfs.Zone
 	for _, z := range zones {
-		if z.Node == int(e.Alloc.Node) {
-			node = append(node, z)
+		if z.Node != int(e.Alloc.Node) {
+			continue
+		}
+		node = append(node, z)
+		if z.Zone != "DMA" || e.Alloc.GFPMask&dmaBit != 0 {
+			usable = append(usable, z)
 		}
 	}
-	free := procfs.FreeBytes(node, en.pageSize)
-	above := procfs.FreeBytesAtOrAbove(node, int(e.Alloc.Order), en.pageSize)
+	free := procfs.FreeBytes(usable, en.pageSize)
+	above := procfs.FreeBytesAtOrAbove(usable, int(e.Alloc.Order), en.pageSize)
 	e.Buddy, e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = node, &free, &above
 }
 

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,4 +163,43 @@ func readKeyedCounter(path, key string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no %s line", path, key)
+}
+
+// Usage is a cgroup's memory usage.
+type Usage struct {
+	Path       string `json:"path"`
+	UsageBytes uint64 `json:"usage_bytes"`
+}
+
+// TopUsage returns the n cgroups using most memory among those at most
+// maxDepth below the root, largest first: for a global OOM, where the
+// memory went. A parent and its children may both appear.
+func (h Hierarchy) TopUsage(n, maxDepth int) []Usage {
+	file := "memory.current"
+	if h.Version == 1 {
+		file = "memory.usage_in_bytes"
+	}
+	var all []Usage
+	filepath.WalkDir(h.Mount, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		rel := strings.TrimPrefix(path, h.Mount)
+		if rel == "" {
+			return nil // the root: that is the whole node
+		}
+		if strings.Count(rel, "/") > maxDepth {
+			return fs.SkipDir
+		}
+		b, err := os.ReadFile(filepath.Join(path, file))
+		if err != nil {
+			return nil
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			all = append(all, Usage{Path: rel, UsageBytes: v})
+		}
+		return nil
+	})
+	sort.Slice(all, func(i, j int) bool { return all[i].UsageBytes > all[j].UsageBytes })
+	return all[:min(n, len(all))]
 }

@@ -45,13 +45,7 @@ type Node struct {
 	MemTotalBytes uint64 // /proc/meminfo MemTotal: kubelet's memory capacity
 	PageSize      uint64
 	// TopCgroups: for a global OOM, the memory cgroups using most, largest first.
-	TopCgroups []CgroupUsage
-}
-
-// CgroupUsage is one cgroup's memory use.
-type CgroupUsage struct {
-	Path       string `json:"path"`
-	UsageBytes uint64 `json:"usage_bytes"`
+	TopCgroups []cgroup.Usage
 }
 
 // Diagnose returns the findings for e, most telling first.
@@ -220,7 +214,7 @@ func domainPages(e *event.Event, n Node) uint64 {
 func globalOOM(e *event.Event, n Node, add addFunc) {
 	msg := "The node ran out of memory: no cgroup limit was reached"
 	if len(n.TopCgroups) > 0 {
-		top := append([]CgroupUsage(nil), n.TopCgroups...)
+		top := append([]cgroup.Usage(nil), n.TopCgroups...)
 		sort.Slice(top, func(i, j int) bool { return top[i].UsageBytes > top[j].UsageBytes })
 		var parts []string
 		for _, c := range top[:min(5, len(top))] {

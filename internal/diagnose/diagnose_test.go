@@ -171,7 +171,7 @@ func TestGlobalAndGroup(t *testing.T) {
 	e := kill(ctr, gib, gib, nil)
 	e.Constraint, e.Memcg, e.GroupKill = event.ConstraintGlobal, nil, true
 	n := node
-	n.TopCgroups = []CgroupUsage{{"/system.slice", 2 * gib}, {pod, 40 * gib}}
+	n.TopCgroups = []cgroup.Usage{{Path: "/system.slice", UsageBytes: 2 * gib}, {Path: pod, UsageBytes: 40 * gib}}
 	got := Diagnose(e, n)
 	if find(got, GroupKill) == nil || find(got, GlobalOOM) == nil || find(got, PodLimit) != nil {
 		t.Fatalf("codes %v", codes(got))

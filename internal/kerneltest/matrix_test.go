@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 	"github.com/oomtrace/oomtrace/internal/probe"
@@ -36,31 +37,27 @@ type guest struct {
 	modules            map[string]string // series → allocfail.ko, where it built
 }
 
-func buildGuest(t *testing.T, kernels []vmtest.Kernel) guest {
-	t.Helper()
-	dir := t.TempDir()
+func buildGuest(dir string, kernels []vmtest.Kernel) (guest, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	g := guest{oomtrace: filepath.Join(dir, "oomtrace"), scenario: filepath.Join(dir, "scenario"), modules: map[string]string{}}
 	if err := vmtest.BuildStatic(ctx, "../..", "./cmd/oomtrace", g.oomtrace); err != nil {
-		t.Fatal(err)
+		return g, err
 	}
 	if err := vmtest.BuildStatic(ctx, ".", "./testdata/scenario", g.scenario); err != nil {
-		t.Fatal(err)
+		return g, err
 	}
 	for _, k := range kernels {
 		ko, err := buildModule(ctx, k, filepath.Join(dir, "mod-"+k.Series))
 		if err != nil {
-			if os.Getenv("CI") != "" {
-				t.Errorf("kernel %s: test module: %v", k.Series, err)
-			} else {
-				t.Logf("kernel %s: no test module, the warned-failure scenario is skipped there: %v", k.Series, err)
-			}
+			// In CI a missing module fails the run (matrixSetup reports it);
+			// elsewhere only its scenarios skip.
+			setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: no test module, its allocation failure scenarios skip: %v", k.Series, err))
 			continue
 		}
 		g.modules[k.Series] = ko
 	}
-	return g
+	return g, nil
 }
 
 // buildModule builds testdata/allocfail against the kernel's headers.
@@ -102,34 +99,81 @@ type run struct {
 	results map[string]string
 }
 
-func TestMatrix(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: building the guest's test module and reading the kernel cache need root")
+var (
+	setupOnce    sync.Once
+	setupKernels []vmtest.Kernel
+	setupGuest   guest
+	setupSkip    string
+	setupErrs    []string
+	buildDir     string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
 	}
-	if _, err := exec.LookPath(vmtest.QEMU); err != nil {
-		t.Skipf("skipped: %s not installed (apt-get install qemu-system-x86)", vmtest.QEMU)
-	}
-	series := vmtest.Series
-	if s := os.Getenv("KERNELS"); s != "" {
-		series = strings.Fields(strings.ReplaceAll(s, ",", " "))
-	}
-	var kernels []vmtest.Kernel
-	for _, s := range series {
-		k, err := vmtest.FindKernel(s)
-		if err != nil {
-			if os.Getenv("CI") != "" {
-				t.Errorf("kernel %s: %v", s, err)
-			} else {
-				t.Logf("skipped kernel %s: %v", s, err)
-			}
-			continue
+	os.Exit(code)
+}
+
+// matrixSetup finds the kernels ($KERNELS, default all) and builds what
+// the guests run, once for every test of the package.
+func matrixSetup(t *testing.T) ([]vmtest.Kernel, guest) {
+	t.Helper()
+	setupOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			setupSkip = "skipped: building the guest's test module and reading the kernel cache need root"
+			return
 		}
-		kernels = append(kernels, k)
+		if _, err := exec.LookPath(vmtest.QEMU); err != nil {
+			setupSkip = fmt.Sprintf("skipped: %s not installed (apt-get install qemu-system-x86)", vmtest.QEMU)
+			return
+		}
+		series := vmtest.Series
+		if s := os.Getenv("KERNELS"); s != "" {
+			series = strings.Fields(strings.ReplaceAll(s, ",", " "))
+		}
+		for _, s := range series {
+			k, err := vmtest.FindKernel(s)
+			if err != nil {
+				setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: %v", s, err))
+				continue
+			}
+			setupKernels = append(setupKernels, k)
+		}
+		if len(setupKernels) == 0 {
+			setupSkip = "skipped: no kernels cached: run scripts/vm/fetch-kernels.sh --headers"
+			return
+		}
+		var err error
+		if buildDir, err = os.MkdirTemp("", "oomtrace-kerneltest-"); err != nil {
+			setupErrs = append(setupErrs, err.Error())
+			return
+		}
+		setupGuest, err = buildGuest(buildDir, setupKernels)
+		if err != nil {
+			setupErrs = append(setupErrs, err.Error())
+			setupKernels = nil
+		}
+	})
+	for _, e := range setupErrs {
+		if os.Getenv("CI") != "" {
+			t.Error(e)
+		} else {
+			t.Log(e)
+		}
 	}
-	if len(kernels) == 0 {
-		t.Skip("skipped: no kernels cached: run scripts/vm/fetch-kernels.sh --headers")
+	if setupSkip != "" {
+		t.Skip(setupSkip)
 	}
-	g := buildGuest(t, kernels)
+	if len(setupKernels) == 0 {
+		t.FailNow()
+	}
+	return setupKernels, setupGuest
+}
+
+func TestMatrix(t *testing.T) {
+	kernels, g := matrixSetup(t)
 	runTiers := tiers
 	if s := os.Getenv("TIERS"); s != "" {
 		runTiers = strings.Fields(strings.ReplaceAll(s, ",", " "))
@@ -341,6 +385,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if len(e.Stack) > 0 && !strings.Contains(e.Stack[0], "oom") {
 			t.Errorf("stack starts at %s, not in the OOM code: the probe's own frames were left in", e.Stack[0])
 		}
+		wantCodes(t, e)
 		if memcgHook {
 			// Its memcg_oom record; others may follow while the victim dies
 			// (victim_found, since one is already dying, and 0 victims).
@@ -377,6 +422,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if len(pids) != 3 {
 			t.Errorf("victims %v, want 3 distinct tasks", pids)
 		}
+		wantCodes(t, kills[0], diagnose.GroupKill)
 	})
 
 	t.Run("no victim", func(t *testing.T) {
@@ -419,6 +465,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if contextHooks && (e.OOM == nil || e.OOM.DomainBytes < 256<<20) {
 			t.Errorf("oom context %+v: want the VM's memory as the domain", e.OOM)
 		}
+		wantCodes(t, e, diagnose.GlobalOOM)
 	})
 
 	t.Run("vmstat", func(t *testing.T) {
@@ -479,6 +526,21 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		}
 		t.Logf("%d order-10 failures reported; the kernel log printed %s (ratelimited)", n, r.results["dmesg_alloc_failure_lines"])
 	})
+}
+
+// wantCodes checks the diagnosis has exactly these codes. The scenarios'
+// cgroups are not a pod's: no pod, container or QoS codes.
+func wantCodes(t *testing.T, e *event.Event, want ...string) {
+	t.Helper()
+	var got []string
+	for _, f := range e.Diagnosis {
+		got = append(got, f.Code)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("diagnosis %v, want codes %v", e.Diagnosis, want)
+	}
 }
 
 func hasFrame(stack []string, fn string) bool {

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package kerneltest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomtrace/oomtrace/internal/diagnose"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
+	"github.com/oomtrace/oomtrace/internal/vmtest"
+)
+
+// fragmentScript recreates seed 003: plenty of free memory, none of it in
+// blocks of order 6. A process fragments what the 384 MiB VM has free and locks
+// what it keeps where compaction cannot move it; the test module then asks
+// for order-6 blocks and holds those it got while the agent looks.
+const fragmentScript = `
+echo -1000 > /proc/self/oom_score_adj
+echo 0 > /proc/sys/vm/compact_unevictable_allowed
+oomtrace agent --ready-file /tmp/ready --node-name vm > /tmp/events.jsonl 2> /tmp/agent.log &
+AGENT=$!
+i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+[ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
+scenario fragment > /tmp/frag 2>&1 & FRAG=$!
+i=0; while ! grep -q ready /tmp/frag && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+section buddyinfo < /proc/buddyinfo
+section frag < /tmp/frag
+insmod /allocfail.ko order=6 tries=1000 hold_ms=2000 2>/dev/null
+sleep 0.5
+kill $FRAG
+kill -TERM $AGENT; wait $AGENT
+section events < /tmp/events.jsonl
+section agentlog < /tmp/agent.log
+`
+
+func TestFragmentation(t *testing.T) {
+	kernels, g := matrixSetup(t)
+	for _, k := range kernels {
+		t.Run(k.Series, func(t *testing.T) {
+			t.Parallel()
+			if g.modules[k.Series] == "" {
+				t.Skip("skipped: the test module did not build for this kernel")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			res, err := vmtest.Boot(ctx, vmtest.BootOptions{
+				Kernel:    k,
+				MemoryMiB: 384,
+				Timeout:   3 * time.Minute,
+				Files: []vmtest.File{
+					{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
+					{Guest: "/bin/scenario", Host: g.scenario, Mode: 0o755},
+					{Guest: "/allocfail.ko", Host: g.modules[k.Series], Mode: 0o644},
+				},
+				Script:          fragmentScript,
+				ConsoleLogLevel: 1,
+			})
+			if err != nil || res.ExitStatus != 0 {
+				t.Fatalf("boot %s: %v, exit %d; agent log:\n%s\nconsole (end):\n%s", k.Release, err, res.ExitStatus, res.Section("agentlog"), lastLines(res.Console, 30))
+			}
+			schema := eventtest.Schema(t)
+			var frag *event.Event
+			n := 0
+			for _, line := range strings.Split(strings.TrimSpace(res.Section("events")), "\n") {
+				if line == "" {
+					continue
+				}
+				e := eventtest.Validate(t, schema, []byte(line))
+				if e.Event != event.KindAllocFailure || e.Alloc.Order != 6 {
+					continue
+				}
+				n++
+				for _, f := range e.Diagnosis {
+					if f.Code == diagnose.Fragmentation && frag == nil {
+						frag = e
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatalf("no order-6 alloc_failure; fragmenter said %q; buddyinfo before:\n%s\nagent log:\n%s", res.Section("frag"), res.Section("buddyinfo"), res.Section("agentlog"))
+			}
+			if frag == nil {
+				t.Fatalf("%d order-6 failures, none diagnosed as fragmentation; buddyinfo before:\n%s", n, res.Section("buddyinfo"))
+			}
+			a := frag.Alloc
+			if *a.FreeBytes < 64<<20 || *a.FreeBytesAtOrAboveOrder >= 256<<10 || len(frag.Buddy) == 0 {
+				t.Errorf("free %d, at or above order 6: %d, buddy %+v: want tens of MiB free and no 256 KiB block", *a.FreeBytes, *a.FreeBytesAtOrAboveOrder, frag.Buddy)
+			}
+			for _, f := range frag.Diagnosis {
+				if f.Code == diagnose.MemcgKmemCharge {
+					t.Errorf("memcg_kmem_charge on an unaccounted allocation: %s", f.Summary)
+				}
+			}
+			t.Logf("%s: %d order-6 failures; %s", k.Release, n, summaryOf(frag, diagnose.Fragmentation))
+		})
+	}
+}
+
+func summaryOf(e *event.Event, code string) string {
+	for _, f := range e.Diagnosis {
+		if f.Code == code {
+			return f.Summary
+		}
+	}
+	return ""
+}

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/oomtrace/oomtrace/internal/cgroup"
+	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/procfs"
+)
+
+func TestPrettyCard(t *testing.T) {
+	e := sampleEvent()
+	e.Diagnosis = []event.Finding{{Code: "pod_limit", Summary: "The pod-level limit fired."}}
+	e.Memcg.Stat = &cgroup.MemoryStat{AnonBytes: 120 << 20, ShmemBytes: 1 << 20}
+	e.Tasks = []procfs.Task{{PID: 32308, Comm: "stress", RSSBytes: 100 << 20, OOMScoreAdj: 939, Points: 54124}}
+	e.Victim.Comm = "evil\n  ! pod_limit: forged"
+	var buf bytes.Buffer
+	if err := NewPretty(&buf).Write(e); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[0], "OOM KILL (group)") || !strings.HasPrefix(lines[1], "  ! pod_limit: The pod-level limit fired.") {
+		t.Errorf("headline and diagnosis first:\n%s", out)
+	}
+	for _, want := range []string{"limit    /kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c: 123 MiB used of 123 MiB", "anon 120 MiB", "points 54124", "container a2ed67c63e82 (Burstable)", "stack    oom_kill_process+0x219 < out_of_memory+0x1ba"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("card lacks %q:\n%s", want, out)
+		}
+	}
+	forged := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "  ! ") {
+			forged++
+		}
+	}
+	if forged != 1 {
+		t.Errorf("a process name forged a diagnosis line:\n%s", out)
+	}
+}

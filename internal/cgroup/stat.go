@@ -145,7 +145,9 @@ func (h Hierarchy) readMemoryStatV2(path string) (MemoryStat, error) {
 		UnevictableBytes:   lib.Unevictable,
 	}
 	if n, ok := raw["kernel"]; ok {
-		st.KernelBytes = n
+		// "kernel" leaves socket buffers out; add them, so the number means
+		// the same as the sum of parts on kernels before 5.18.
+		st.KernelBytes = n + raw["sock"]
 	} else {
 		for _, k := range v2KernelParts {
 			st.KernelBytes += raw[k]

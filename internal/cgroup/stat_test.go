@@ -369,7 +369,7 @@ func TestReadMemoryStatV2(t *testing.T) {
 			AnonBytes:          2147483648,
 			FileBytes:          1073741824 - 805306368,
 			ShmemBytes:         805306368,
-			KernelBytes:        62914560,
+			KernelBytes:        62914560 + 1228800, // kernel + sock
 			FileDirtyBytes:     2453504,
 			FileWritebackBytes: 409600,
 			UnevictableBytes:   2097152,

@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 
 // runHog joins a cgroup, maps and touches MiB of anonymous memory, prints
 // "ready", then either holds it until killed ("hold") or exits ("exit").
-// "paced" touches a MiB every 2 ms, then exits: a victim killed meanwhile
+// "paced" touches a MiB every 5 ms, then exits: a victim killed meanwhile
 // has time to free its memory. (Without it the kernel can OOM again while
 // the first victim's last pages still wait in its unmap batch: seen here as
 // a second kill 5 ms after the first, of the allocating process.)
@@ -129,7 +129,7 @@ func runHog(spec string) int {
 	for i := 0; i < len(mem); i += os.Getpagesize() {
 		mem[i] = 1
 		if mode == "paced" && i%(1<<20) == 0 {
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	fmt.Println("ready")

@@ -47,7 +47,7 @@ func TestFragmentation(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
-			res, err := vmtest.Boot(ctx, vmtest.BootOptions{
+			res, err := bootOnce(t, ctx, vmtest.BootOptions{
 				Kernel:    k,
 				MemoryMiB: 384,
 				Timeout:   3 * time.Minute,

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,13 +89,23 @@ func (en *enricher) memoryStats(e *event.Event) {
 
 // tasks fills the task table of the OOM cgroup, and its tmpfs mounts when
 // shmem is a large share of it.
+//
+// Dying tasks are not read: /proc/PID/status takes a reference on the
+// task's memory, and a victim that exits while the agent holds it leaves
+// its memory charged with no victim pending, so the kernel kills a second
+// task (seen in the pod-limit test: the trigger killed 5 ms after the
+// victim). The victim's numbers come from the kernel side instead, and a
+// group kill, where every task is dying, gets no table.
 func (en *enricher) tasks(e *event.Event) {
-	if e.Event == event.KindAllocFailure || e.Memcg == nil {
+	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.GroupKill {
 		return
 	}
 	pids, err := en.hier.Procs(e.Memcg.Path)
 	if err != nil || len(pids) == 0 {
 		return
+	}
+	if e.Victim != nil {
+		pids = slices.DeleteFunc(pids, func(p int) bool { return p == int(e.Victim.PID) })
 	}
 	domain := e.Memcg.LimitBytes / en.pageSize
 	e.Tasks = procfs.TopTasks(pids, maxTasks, domain, en.pageSize)

@@ -295,8 +295,9 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 // hog is a memory hog process in a cgroup.
 type hog struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd     *exec.Cmd
+	done    chan error
+	waitErr error // what wait returned
 }
 
 // startHog starts a hog in the cgroup dir (mode as in runHog). With hold
@@ -383,6 +384,7 @@ func (h *hog) wait(t *testing.T) error {
 	t.Helper()
 	select {
 	case err := <-h.done:
+		h.waitErr = err
 		return err
 	case <-time.After(60 * time.Second):
 		t.Fatalf("hog %d still running after 60 s", h.pid())

@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,6 +44,23 @@ func newContainerID(t *testing.T) string {
 // The kernel kills the larger one, at the pod's limit.
 func TestPodLimitKillsLargestProcess(t *testing.T) {
 	h := requireTracing(t)
+	// The kernel sometimes kills the trigger too: when the victim's last
+	// pages are still being freed as the trigger retries its charge, the
+	// victim no longer counts as pending and a second OOM follows. That is
+	// the kernel's race, not the seed's incident: when the kernel's own
+	// count says two kills, run the scenario again (the agent must still
+	// have reported both).
+	for attempt := 1; ; attempt++ {
+		if podLimitScenario(t, h, attempt == 3) || attempt == 3 {
+			return
+		}
+	}
+}
+
+// podLimitScenario runs seed 000 once; it returns false, having checked
+// the agent against the kernel, when the kernel killed more than once and
+// retry is allowed.
+func podLimitScenario(t *testing.T, h cgroup.Hierarchy, last bool) bool {
 	uid, cid := newPodUID(t), newContainerID(t)
 	podPath := "/kubepods/burstable/pod" + uid
 	ctrPath := podPath + "/" + cid
@@ -52,13 +72,24 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	a := startAgent(t)
 	big := startHog(t, ctr, 100, "hold")
 	small := startHog(t, ctr, 50, "paced")
-	if err := big.wait(t); !killedBySIGKILL(err) {
-		t.Errorf("100 MiB process: exit %v, want killed by SIGKILL", err)
-	}
-	if err := small.wait(t); err != nil {
-		t.Errorf("50 MiB process: exit %v, want success once the other was killed", err)
-	}
+	big.wait(t)
+	smallErr := small.wait(t)
 	events, stats := a.stop(t)
+	// v1 counts kills in the victim's own cgroup only.
+	if n := oomKillCount(t, h, ctr); n != 1 && !last {
+		if got := len(ofKind(events, event.KindOOMKill)); uint64(got) != n {
+			t.Fatalf("the kernel killed %d times in the pod, the agent reported %d", n, got)
+		}
+		t.Logf("the kernel killed %d times (its race after the first kill); running the scenario again", n)
+		tr.remove()
+		return false
+	}
+	if !killedBySIGKILL(big.waitErr) {
+		t.Errorf("100 MiB process: exit %v, want killed by SIGKILL", big.waitErr)
+	}
+	if smallErr != nil {
+		t.Errorf("50 MiB process: exit %v, want success once the other was killed", smallErr)
+	}
 
 	kills := ofKind(events, event.KindOOMKill)
 	if len(kills) != 1 {
@@ -96,12 +127,14 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	// Seeds 000 and 002: the pod's limit, plain anonymous memory.
 	checkDiagnosis(t, e, diagnose.PodLimit)
 	// Read a few milliseconds after the kill, while the victim's memory
-	// is being freed: most of its 100 MiB is still there.
-	if st := e.Memcg.Stat; st == nil || st.AnonBytes < 32<<20 || st.ShmemBytes+st.FileBytes > st.AnonBytes/4 {
+	// is being freed: how much of its 100 MiB is left varies, but what is
+	// there is anonymous.
+	if st := e.Memcg.Stat; st == nil || st.AnonBytes < 8<<20 || st.ShmemBytes+st.FileBytes > st.AnonBytes/4 {
 		t.Errorf("memory.stat %+v: want mostly anonymous memory", st)
 	}
-	if len(e.Tasks) == 0 {
-		t.Error("no task table")
+	// The table holds the live tasks: the trigger, not the dying victim.
+	if len(e.Tasks) != 1 || e.Tasks[0].PID != int(small.pid()) {
+		t.Errorf("tasks %+v: want the 50 MiB process only", e.Tasks)
 	}
 	if !containsFrame(e.Stack, "oom_kill_process") {
 		t.Errorf("trigger stack lacks oom_kill_process: %v", e.Stack)
@@ -112,6 +145,7 @@ func TestPodLimitKillsLargestProcess(t *testing.T) {
 	if stats.Events[event.KindOOMKill] != 1 || stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
 		t.Errorf("agent stats %+v, want 1 oom_kill and nothing dropped", stats)
 	}
+	return true
 }
 
 // The systemd cgroup driver's names, with the container's own limit firing
@@ -225,6 +259,27 @@ func TestOOMKillStormCountsMatchKernel(t *testing.T) {
 			t.Errorf("OOMKillCounts[%s] = %d, want %d", dir, got, kills/parallel)
 		}
 	}
+}
+
+// oomKillCount is the kernel's count of OOM kills in the cgroup dir.
+func oomKillCount(t *testing.T, h cgroup.Hierarchy, dir string) uint64 {
+	t.Helper()
+	file := "memory.events"
+	if h.Version == 1 {
+		file = "memory.oom_control"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatalf("%s/%s has no oom_kill line", dir, file)
+	return 0
 }
 
 func containsFrame(stack []string, fn string) bool {

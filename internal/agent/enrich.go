@@ -91,11 +91,11 @@ func (en *enricher) memoryStats(e *event.Event) {
 // shmem is a large share of it.
 //
 // Dying tasks are not read: /proc/PID/status takes a reference on the
-// task's memory, and a victim that exits while the agent holds it leaves
-// its memory charged with no victim pending, so the kernel kills a second
-// task (seen in the pod-limit test: the trigger killed 5 ms after the
-// victim). The victim's numbers come from the kernel side instead, and a
-// group kill, where every task is dying, gets no table.
+// task's memory, and a victim whose exit finishes while the agent holds
+// it keeps its memory charged a moment longer with no victim pending,
+// which is when the kernel kills a second task. The agent must not widen
+// that window. The victim's numbers come from the kernel side instead,
+// and a group kill, where every task is dying, gets no table.
 func (en *enricher) tasks(e *event.Event) {
 	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.GroupKill {
 		return

@@ -142,8 +142,9 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 }
 
 func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
-	found := r.VictimFound != 0
+	handled := r.VictimFound != 0
 	victims := r.Victims
+	found := victims > 0
 	e := &Event{
 		Event:       KindMemcgOOM,
 		Time:        d.BootToWall(r.Hdr.BootNs),
@@ -154,6 +155,7 @@ func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
 		OOM:         &OOMContext{GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Order: r.Order},
 		VictimFound: &found,
 		Victims:     &victims,
+		Handled:     &handled,
 		Stack:       d.stack(&r.Stack),
 	}
 	levels := levelsOf(r.Levels[:min(int(r.NrLevels), len(r.Levels))])

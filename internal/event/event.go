@@ -57,10 +57,14 @@ type Event struct {
 	Alloc      *Alloc              `json:"alloc,omitempty"`
 	K8s        *cgroup.PodIdentity `json:"k8s,omitempty"`
 
-	// VictimFound (memcg_oom): the OOM killer found a task to kill, or
-	// one already dying. Victims counts the tasks it killed.
+	// VictimFound (memcg_oom): the OOM killer killed a task in this call;
+	// Victims counts them. Handled is what the kernel function returned:
+	// true also when a victim from before was still dying, or memory was
+	// freed meanwhile, and the charge is retried; false means the charge
+	// fails (ENOMEM, or a page fault retried).
 	VictimFound *bool   `json:"victim_found,omitempty"`
 	Victims     *uint32 `json:"victims,omitempty"`
+	Handled     *bool   `json:"oom_handled,omitempty"`
 
 	// Stack is the trigger's kernel stack, innermost frame first.
 	Stack []string `json:"stack,omitempty"`

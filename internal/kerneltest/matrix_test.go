@@ -441,10 +441,15 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if len(m) == 0 {
 			t.Fatal("no memcg_oom record for /s3")
 		}
+		failed := false
 		for _, e := range m {
 			if *e.VictimFound || *e.Victims != 0 {
 				t.Errorf("memcg_oom for /s3 says victim_found %v victims %d", *e.VictimFound, *e.Victims)
 			}
+			failed = failed || !*e.Handled
+		}
+		if !failed {
+			t.Error("no memcg_oom for /s3 with oom_handled false: the charge that got ENOMEM is not among them")
 		}
 	})
 

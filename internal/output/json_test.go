@@ -48,7 +48,7 @@ func sampleAllocFailure() *event.Event {
 }
 
 func sampleMemcgOOM() *event.Event {
-	found, victims := false, uint32(0)
+	found, handled, victims := false, false, uint32(0)
 	return &event.Event{
 		Event:       event.KindMemcgOOM,
 		Time:        time.Date(2026, 11, 22, 9, 0, 0, 2, time.UTC),
@@ -60,6 +60,7 @@ func sampleMemcgOOM() *event.Event {
 		OOM:         &event.OOMContext{DomainBytes: 1 << 30, GFPMask: 0xcc0, GFP: "GFP_KERNEL"},
 		VictimFound: &found,
 		Victims:     &victims,
+		Handled:     &handled,
 		K8s:         &cgroup.PodIdentity{PodUID: "8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", QOS: cgroup.QOSGuaranteed},
 	}
 }

@@ -96,7 +96,7 @@ func headline(e *event.Event) string {
 	case event.KindOOMVictimExiting:
 		return "OOM: victim already exiting"
 	case event.KindMemcgOOM:
-		if e.VictimFound != nil && !*e.VictimFound {
+		if e.Handled != nil && !*e.Handled {
 			return "MEMCG OOM, nothing to kill"
 		}
 		return "MEMCG OOM"

@@ -74,16 +74,9 @@ var hooks = []hook{
 	},
 	{
 		name: "oom_kill_process",
-		forms: []form{
-			{tier: TierFentry, detail: "fentry/fexit", progs: []program{
-				{objOOMKill, bpf.OomkillProgFentryOomKillProcess, attachFentry, "oom_kill_process"},
-				{objOOMKill, bpf.OomkillProgFexitOomKillProcess, attachFexit, "oom_kill_process"},
-			}},
-			{tier: TierKprobe, detail: "kprobe/kretprobe", progs: []program{
-				{objOOMKill, bpf.OomkillProgKprobeOomKillProcess, attachKprobe, "oom_kill_process"},
-				{objOOMKill, bpf.OomkillProgKretprobeOomKillProcess, attachKretprobe, "oom_kill_process"},
-			}},
-		},
+		forms: entryExitForms("oom_kill_process",
+			bpf.OomkillProgFentryOomKillProcess, bpf.OomkillProgFexitOomKillProcess,
+			bpf.OomkillProgKprobeOomKillProcess, bpf.OomkillProgKretprobeOomKillProcess),
 	},
 	{
 		// Only the pid-only mark_victim needs it: to find each victim's task.
@@ -99,16 +92,9 @@ var hooks = []hook{
 	},
 	{
 		name: "mem_cgroup_out_of_memory",
-		forms: []form{
-			{tier: TierFentry, detail: "fentry/fexit", progs: []program{
-				{objOOMKill, bpf.OomkillProgFentryMemcgOom, attachFentry, "mem_cgroup_out_of_memory"},
-				{objOOMKill, bpf.OomkillProgFexitMemcgOom, attachFexit, "mem_cgroup_out_of_memory"},
-			}},
-			{tier: TierKprobe, detail: "kprobe/kretprobe", progs: []program{
-				{objOOMKill, bpf.OomkillProgKprobeMemcgOom, attachKprobe, "mem_cgroup_out_of_memory"},
-				{objOOMKill, bpf.OomkillProgKretprobeMemcgOom, attachKretprobe, "mem_cgroup_out_of_memory"},
-			}},
-		},
+		forms: entryExitForms("mem_cgroup_out_of_memory",
+			bpf.OomkillProgFentryMemcgOom, bpf.OomkillProgFexitMemcgOom,
+			bpf.OomkillProgKprobeMemcgOom, bpf.OomkillProgKretprobeMemcgOom),
 	},
 	{
 		name: "page_alloc_failure",
@@ -122,6 +108,19 @@ var hooks = []hook{
 			}},
 		},
 	},
+}
+
+// entryExitForms are the two forms of a hook on a function's entry and
+// return: fentry/fexit, else kprobe/kretprobe.
+func entryExitForms(fn, fentry, fexit, kprobe, kretprobe string) []form {
+	return []form{
+		{tier: TierFentry, detail: "fentry/fexit", progs: []program{
+			{objOOMKill, fentry, attachFentry, fn}, {objOOMKill, fexit, attachFexit, fn},
+		}},
+		{tier: TierKprobe, detail: "kprobe/kretprobe", progs: []program{
+			{objOOMKill, kprobe, attachKprobe, fn}, {objOOMKill, kretprobe, attachKretprobe, fn},
+		}},
+	}
 }
 
 // errNotNeeded marks a hook this kernel does not need at all.

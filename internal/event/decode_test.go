@@ -156,6 +156,7 @@ func TestDecodeHostileStrings(t *testing.T) {
 		r.Victim.Comm[i] = int8(-1)
 	}
 	r.VictimCgroup.Len = 65535 // longer than the buffer
+	r.VictimCgroup.Truncated = 1
 	e, err := testDecoder().Decode(encode(t, &r))
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +164,8 @@ func TestDecodeHostileStrings(t *testing.T) {
 	if len(e.Victim.Comm) != 16 {
 		t.Errorf("comm of %d bytes, want 16", len(e.Victim.Comm))
 	}
-	if len(e.Victim.Cgroup) != len(r.VictimCgroup.Path) {
-		t.Errorf("cgroup of %d bytes, want it cut at the buffer's %d", len(e.Victim.Cgroup), len(r.VictimCgroup.Path))
+	if len(e.Victim.Cgroup) != len(r.VictimCgroup.Path) || !e.Victim.CgroupTruncated {
+		t.Errorf("cgroup of %d bytes (truncated %v), want it cut at the buffer's %d and said so", len(e.Victim.Cgroup), e.Victim.CgroupTruncated, len(r.VictimCgroup.Path))
 	}
 }
 

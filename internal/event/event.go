@@ -132,6 +132,9 @@ type Victim struct {
 	// Cgroup is the victim's memory cgroup, relative to the memory
 	// hierarchy's root, starting with "/".
 	Cgroup string `json:"cgroup"`
+	// CgroupTruncated: the path was deeper or longer than the kernel side
+	// walks (16 levels, 512 bytes before the last name); Cgroup is partial.
+	CgroupTruncated bool `json:"cgroup_truncated,omitempty"`
 	// CgroupStat is the victim's own cgroup's memory.stat, when that is
 	// not the cgroup whose limit fired.
 	CgroupStat    *cgroup.MemoryStat `json:"cgroup_stat,omitempty"`

@@ -290,3 +290,34 @@ func containsFrame(stack []string, fn string) bool {
 	}
 	return false
 }
+
+// Paths deeper than the kernel side walks are reported as cut, not as a
+// wrong path; a path within the limits is whole.
+func TestDeepCgroupPathIsMarkedTruncated(t *testing.T) {
+	h := requireTracing(t)
+	tr := newTree(t, h)
+	deep := "/oomtrace-deep-" + newContainerID(t)[:8]
+	for i := 0; i < 17; i++ {
+		deep += fmt.Sprintf("/l%d", i)
+	}
+	dir := tr.mkdir(deep, 32<<20)
+
+	a := startAgent(t)
+	p := startHog(t, dir, 64, "exit")
+	if err := p.wait(t); !killedBySIGKILL(err) {
+		t.Fatalf("exit %v, want killed", err)
+	}
+	events, _ := a.stop(t)
+	kills := ofKind(events, event.KindOOMKill)
+	if len(kills) != 1 {
+		t.Fatalf("%d oom_kill lines, want 1", len(kills))
+	}
+	v := kills[0].Victim
+	// The kernel side keeps the 16 levels nearest the task.
+	if !v.CgroupTruncated || !strings.HasSuffix(deep, v.Cgroup) || strings.Count(v.Cgroup, "/") != 16 {
+		t.Errorf("cgroup %q truncated %v: want the last 16 levels of %q, marked truncated", v.Cgroup, v.CgroupTruncated, deep)
+	}
+	if kills[0].K8s != nil {
+		t.Errorf("k8s %+v for a non-pod path", kills[0].K8s)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 )
 
 var allCodes = []string{
@@ -42,15 +43,6 @@ func checkDiagnosis(t *testing.T, e *event.Event, want ...string) {
 			t.Errorf("diagnosis has %s, wrong here: %s", c, got[c])
 		}
 	}
-}
-
-func summary(e *event.Event, code string) string {
-	for _, f := range e.Diagnosis {
-		if f.Code == code {
-			return f.Summary
-		}
-	}
-	return ""
 }
 
 // onlyKill runs until exactly one oom_kill line was written, and returns it.
@@ -94,7 +86,7 @@ func TestDiagnoseShmemInRunningContainer(t *testing.T) {
 		t.Error("no stat_delay_us")
 	}
 	checkDiagnosis(t, e, diagnose.ContainerLimit, diagnose.ShmemDominant)
-	if s := summary(e, diagnose.ShmemDominant); !strings.Contains(s, emptyDir) || strings.Contains(s, "earlier container") {
+	if s := eventtest.Summary(e, diagnose.ShmemDominant); !strings.Contains(s, emptyDir) || strings.Contains(s, "earlier container") {
 		t.Errorf("shmem summary should name the tmpfs %s and no earlier container: %s", emptyDir, s)
 	}
 	if t.Failed() {
@@ -144,7 +136,7 @@ func TestDiagnoseShmemLeftByEarlierContainer(t *testing.T) {
 		t.Errorf("victim cgroup_stat %+v: want the new container's own numbers, with no shmem", e.Victim.CgroupStat)
 	}
 	checkDiagnosis(t, e, diagnose.PodLimit, diagnose.ShmemDominant)
-	if s := summary(e, diagnose.ShmemDominant); !strings.Contains(s, "earlier container") {
+	if s := eventtest.Summary(e, diagnose.ShmemDominant); !strings.Contains(s, "earlier container") {
 		t.Errorf("shmem summary should say an earlier container left it: %s", s)
 	}
 }
@@ -189,7 +181,7 @@ func TestDiagnoseVictimNotLargest(t *testing.T) {
 		t.Fatalf("victim %d, want the smaller process %d at oom_score_adj 900", e.Victim.PID, small.pid())
 	}
 	checkDiagnosis(t, e, diagnose.ContainerLimit, diagnose.VictimNotLargest, diagnose.QOSOOMScoreAdj)
-	if s := summary(e, diagnose.VictimNotLargest); !strings.Contains(s, "pid "+itoa(big.pid())) {
+	if s := eventtest.Summary(e, diagnose.VictimNotLargest); !strings.Contains(s, "pid "+itoa(big.pid())) {
 		t.Errorf("summary should name the larger task %d: %s", big.pid(), s)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 )
 
 // newPodUID returns a random RFC 4122 version 4 UUID, as kubelet's pods have.
@@ -136,7 +137,7 @@ func podLimitScenario(t *testing.T, h cgroup.Hierarchy, last bool) bool {
 	if len(e.Tasks) != 1 || e.Tasks[0].PID != int(small.pid()) {
 		t.Errorf("tasks %+v: want the 50 MiB process only", e.Tasks)
 	}
-	if !containsFrame(e.Stack, "oom_kill_process") {
+	if !eventtest.HasFrame(e.Stack, "oom_kill_process") {
 		t.Errorf("trigger stack lacks oom_kill_process: %v", e.Stack)
 	}
 	if e.OOMID == 0 {
@@ -280,15 +281,6 @@ func oomKillCount(t *testing.T, h cgroup.Hierarchy, dir string) uint64 {
 	}
 	t.Fatalf("%s/%s has no oom_kill line", dir, file)
 	return 0
-}
-
-func containsFrame(stack []string, fn string) bool {
-	for _, f := range stack {
-		if strings.HasPrefix(f, fn+"+") || strings.HasPrefix(f, fn+".") {
-			return true
-		}
-	}
-	return false
 }
 
 // Paths deeper than the kernel side walks are reported as cut, not as a

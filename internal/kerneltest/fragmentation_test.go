@@ -95,16 +95,7 @@ func TestFragmentation(t *testing.T) {
 					t.Errorf("memcg_kmem_charge on an unaccounted allocation: %s", f.Summary)
 				}
 			}
-			t.Logf("%s: %d order-6 failures; %s", k.Release, n, summaryOf(frag, diagnose.Fragmentation))
+			t.Logf("%s: %d order-6 failures; %s", k.Release, n, eventtest.Summary(frag, diagnose.Fragmentation))
 		})
 	}
-}
-
-func summaryOf(e *event.Event, code string) string {
-	for _, f := range e.Diagnosis {
-		if f.Code == code {
-			return f.Summary
-		}
-	}
-	return ""
 }

@@ -379,7 +379,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		}
 		// 5.10's unwinder stops at a kretprobe's trampoline: on the kprobe
 		// tier its stacks end at the probed function.
-		if !hasFrame(e.Stack, "out_of_memory") && !(r.tier == "kprobe" && r.kernel.Series == "5.10" && hasFrame(e.Stack, "oom_kill_process")) {
+		if !eventtest.HasFrame(e.Stack, "out_of_memory") && !(r.tier == "kprobe" && r.kernel.Series == "5.10" && eventtest.HasFrame(e.Stack, "oom_kill_process")) {
 			t.Errorf("stack lacks out_of_memory: %v", e.Stack)
 		}
 		if len(e.Stack) > 0 && !strings.Contains(e.Stack[0], "oom") {
@@ -526,7 +526,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if sample.Alloc.NoWarn || sample.Alloc.GFP != "GFP_KERNEL|__GFP_NORETRY" {
 			t.Errorf("gfp %q nowarn %v, want GFP_KERNEL|__GFP_NORETRY", sample.Alloc.GFP, sample.Alloc.NoWarn)
 		}
-		if !hasFrame(sample.Stack, "do_one_initcall") {
+		if !eventtest.HasFrame(sample.Stack, "do_one_initcall") {
 			t.Errorf("stack lacks the module's init call: %v", sample.Stack)
 		}
 		t.Logf("%d order-10 failures reported; the kernel log printed %s (ratelimited)", n, r.results["dmesg_alloc_failure_lines"])
@@ -561,15 +561,6 @@ func bootOnce(t *testing.T, ctx context.Context, opts vmtest.BootOptions) (vmtes
 		res, err = vmtest.Boot(ctx, opts)
 	}
 	return res, err
-}
-
-func hasFrame(stack []string, fn string) bool {
-	for _, f := range stack {
-		if strings.HasPrefix(f, fn+"+") || strings.HasPrefix(f, fn+".") {
-			return true
-		}
-	}
-	return false
 }
 
 func lastLines(s string, n int) string {

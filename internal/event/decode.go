@@ -113,7 +113,8 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 	levels := levelsOf(r.Levels[:min(int(r.NrLevels), len(r.Levels))])
 
 	if r.Oom.Valid != 0 {
-		// oom_kill_process saw struct oom_control: no inference needed.
+		// oom_kill_process saw struct oom_control: the kernel's own
+		// constraint stands, whatever the page counters look like.
 		e.Constraint = constraintName(r.Oom.Constraint)
 		e.OOM = &OOMContext{
 			DomainBytes:  d.bytes(r.Oom.Totalpages),
@@ -122,24 +123,39 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 			GFP:          d.gfpNames(r.Oom.GfpMask),
 			Order:        r.Oom.Order,
 		}
-		if r.Oom.MemcgId != 0 {
+		if e.Constraint == ConstraintMemcg {
 			for i, l := range levels {
 				if l.CgroupID == r.Oom.MemcgId {
 					e.Memcg = d.memcg(AncestorPath(victimCgroup, i), l)
+					break
 				}
 			}
 		}
-		if e.Constraint == ConstraintMemcg && e.Memcg != nil {
-			return e
-		}
+		return e
 	}
-	// Tracepoint tier: infer the level from the page counters.
+	// Tracepoint tier: infer the level from the page counters. A memcg
+	// OOM is charged by the trigger, so the level that fired is also one
+	// of the trigger's cgroups; a victim whose own cgroup merely sits near
+	// its limit in a global OOM is not taken for a memcg OOM. Cut paths
+	// cannot be compared: the page counters alone decide then.
 	e.Constraint = ConstraintGlobal
 	if i, ok := LimitLevel(levels); ok {
-		e.Constraint = ConstraintMemcg
-		e.Memcg = d.memcg(AncestorPath(victimCgroup, i), levels[i])
+		path := AncestorPath(victimCgroup, i)
+		if r.VictimCgroup.Truncated != 0 || r.TriggerCgroup.Truncated != 0 || IsAncestorOrSelf(path, e.Trigger.Cgroup) {
+			e.Constraint = ConstraintMemcg
+			e.Memcg = d.memcg(path, levels[i])
+		}
 	}
 	return e
+}
+
+// IsAncestorOrSelf reports whether cgroup path anc is path or one of its
+// ancestors. An empty path (no memory controller) is nobody's ancestor.
+func IsAncestorOrSelf(anc, path string) bool {
+	if anc == "" || path == "" {
+		return false
+	}
+	return anc == "/" || path == anc || strings.HasPrefix(path, anc+"/")
 }
 
 func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {

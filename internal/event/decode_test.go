@@ -129,6 +129,68 @@ func TestDecodeGlobal(t *testing.T) {
 	}
 }
 
+// The kernel's own constraint, seen by oom_kill_process, is what the event
+// says: never overwritten by what the page counters suggest.
+func TestDecodeKernelConstraint(t *testing.T) {
+	const podID = 77 // kernfs id of the pod level, which is at its limit
+	for _, tc := range []struct {
+		name       string
+		constraint uint32 // enum oom_constraint
+		memcgID    uint64
+		want       string
+		wantMemcg  string // path of the memcg object; "" for none
+	}{
+		{"memcg at the pod", 3, podID, ConstraintMemcg, "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c"},
+		{"cpuset, victim's pod near its limit", 1, 0, ConstraintCpuset, ""},
+		{"mempolicy, victim's pod near its limit", 2, 0, ConstraintMempolicy, ""},
+		{"global, victim's pod near its limit", 0, 0, ConstraintGlobal, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := seed000Record()
+			r.Levels[1].CgroupId = podID
+			r.Oom = bpf.OomkillOomContext{Valid: 1, OomId: 9, Constraint: tc.constraint, MemcgId: tc.memcgID, Totalpages: 31488}
+			e, err := testDecoder().Decode(encode(t, &r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if e.Memcg != nil {
+				got = e.Memcg.Path
+			}
+			if e.Constraint != tc.want || got != tc.wantMemcg {
+				t.Errorf("constraint %q memcg %q, want %q memcg %q", e.Constraint, got, tc.want, tc.wantMemcg)
+			}
+		})
+	}
+}
+
+// Without oom_kill_process (tracepoint tier) a level at its limit is the
+// OOM's only if the trigger charged into it.
+func TestDecodeInferredConstraint(t *testing.T) {
+	for _, tc := range []struct {
+		name, trigger string
+		want          string
+	}{
+		{"trigger in the same container", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672", ConstraintMemcg},
+		{"trigger in a sibling container of the pod", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/other", ConstraintMemcg},
+		{"trigger in another pod", "/kubepods/besteffort/pod1", ConstraintGlobal},
+		{"trigger in a cgroup whose name extends the pod's", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c-x", ConstraintGlobal},
+		{"trigger at the root", "/", ConstraintGlobal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := seed000Record()
+			setPath(&r.TriggerCgroup, tc.trigger)
+			e, err := testDecoder().Decode(encode(t, &r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Constraint != tc.want || (e.Memcg != nil) != (tc.want == ConstraintMemcg) {
+				t.Errorf("constraint %q memcg %+v, want %q", e.Constraint, e.Memcg, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeBadInput(t *testing.T) {
 	r := seed000Record()
 	full := encode(t, &r)

@@ -69,8 +69,13 @@ type File struct {
 // BootOptions says what to boot and what to run.
 type BootOptions struct {
 	Kernel    Kernel
-	MemoryMiB int           // guest RAM, default 512
-	CPUs      int           // default 2
+	MemoryMiB int // guest RAM, default 512
+	CPUs      int // default 2
+	// NUMANodes, when 2 or more, splits the guest's RAM evenly into that
+	// many NUMA nodes (node i has CPUs i, i+n, ...; a node without a CPU is
+	// memory only), for OOMs constrained to a node (cpuset.mems,
+	// set_mempolicy). Otherwise the guest has one node.
+	NUMANodes int
 	CPU       string        // qemu -cpu, default DefaultCPU
 	Timeout   time.Duration // whole run, boot to power-off; default 60s
 	Files     []File        // added to the initramfs; executables must be static
@@ -181,6 +186,7 @@ func Boot(ctx context.Context, opts BootOptions) (Result, error) {
 		"-serial", "stdio", // ttyS0, the console
 		"-serial", "file:" + outPath, // ttyS1, see OutputPort
 	}
+	args = append(args, numaArgs(opts.MemoryMiB, opts.CPUs, opts.NUMANodes)...)
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	var console bytes.Buffer
 	if opts.Console != nil {
@@ -214,6 +220,30 @@ func Boot(ctx context.Context, opts BootOptions) (Result, error) {
 		return res, fmt.Errorf("%s: the guest stopped without reporting an exit status (kernel panic or /init died?); console ends with:\n%s", tag, tail(res.Console, 40))
 	}
 	return res, nil
+}
+
+// numaArgs are qemu's arguments for a guest of memMiB and cpus split into
+// nodes NUMA nodes: one RAM backend per node, the remainder of an uneven
+// split on the last.
+func numaArgs(memMiB, cpus, nodes int) []string {
+	if nodes < 2 {
+		return nil
+	}
+	var args []string
+	for n := 0; n < nodes; n++ {
+		size := memMiB / nodes
+		if n == nodes-1 {
+			size = memMiB - size*(nodes-1)
+		}
+		node := fmt.Sprintf("node,nodeid=%d,memdev=m%d", n, n)
+		for c := n; c < cpus; c += nodes {
+			node += fmt.Sprintf(",cpus=%d", c)
+		}
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-ram,id=m%d,size=%dM", n, size),
+			"-numa", node)
+	}
+	return args
 }
 
 // parseMarkers reads the exit status and /init's start time, from the output

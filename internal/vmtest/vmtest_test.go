@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,9 @@ release=$(uname -r)
 controllers=$(cat /sys/fs/cgroup/cgroup.controllers)
 btf=$(test -e /sys/kernel/btf/vmlinux && echo yes || echo no)
 tracing=$(test -e /sys/kernel/tracing/trace_pipe && echo yes || echo no)
+nodes=$(cat /sys/devices/system/node/online)
+node1_cpus=$(cat /sys/devices/system/node/node1/cpulist)
+node1_kib=$(awk '/MemTotal/ {print $4}' /sys/devices/system/node/node1/meminfo)
 EOF
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/t
@@ -136,8 +140,11 @@ func TestBoot(t *testing.T) {
 			res, err := Boot(ctx, BootOptions{
 				Kernel:  k,
 				Timeout: 45 * time.Second,
-				Files:   []File{{Guest: "/bin/memhog", Host: memhog}},
-				Script:  bootScenario,
+				// Two nodes of 256 MiB: what the kernel matrix's
+				// cpuset and mempolicy OOMs need.
+				NUMANodes: 2,
+				Files:     []File{{Guest: "/bin/memhog", Host: memhog}},
+				Script:    bootScenario,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -165,6 +172,11 @@ func TestBoot(t *testing.T) {
 			}
 			if facts["tracing"] != "yes" {
 				t.Errorf("tracefs not mounted at /sys/kernel/tracing")
+			}
+			// Node 1 has its 256 MiB less what the kernel reserves.
+			if kib, _ := strconv.Atoi(facts["node1_kib"]); facts["nodes"] != "0-1" || facts["node1_cpus"] != "1" || kib < 200<<10 || kib > 256<<10 {
+				t.Errorf("NUMA nodes online %q, node 1 CPUs %q and %s KiB: want nodes 0-1, CPU 1 and about 256 MiB on node 1",
+					facts["nodes"], facts["node1_cpus"], facts["node1_kib"])
 			}
 
 			oom := keyValues(res.Section("oom"), " ")

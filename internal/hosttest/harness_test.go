@@ -405,33 +405,83 @@ func killedBySIGKILL(err error) bool {
 type agentRun struct {
 	cmd            *exec.Cmd
 	stdout, stderr bytes.Buffer
-	stopped        bool
+	exited         chan struct{} // closed once the agent has exited
+	waitErr        error         // what Wait returned, once exited is closed
 }
+
+// agentReadyTimeout bounds the wait for the agent's probes.
+const agentReadyTimeout = 30 * time.Second
 
 // startAgent runs the agent and returns once its probes are attached.
 func startAgent(t *testing.T, args ...string) *agentRun {
 	t.Helper()
+	a, err := launchAgent(t, agentReadyTimeout, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// launchAgent starts the agent and waits until it is ready, it exits, or
+// timeout passes; an agent that exits early is reported at once, with its
+// stderr. The agent is killed at the end of the test if still running.
+func launchAgent(t *testing.T, timeout time.Duration, args ...string) (*agentRun, error) {
 	ready := filepath.Join(t.TempDir(), "ready")
-	a := &agentRun{cmd: exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node"}, args...)...)}
+	a := &agentRun{
+		cmd:    exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node"}, args...)...),
+		exited: make(chan struct{}),
+	}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr
 	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
+		return nil, fmt.Errorf("start agent: %w", err)
 	}
+	// Only Wait fills in ProcessState: without a waiter an agent that died
+	// would look alive until the timeout.
+	go func() {
+		a.waitErr = a.cmd.Wait()
+		close(a.exited)
+	}()
 	t.Cleanup(func() {
-		if !a.stopped {
-			a.cmd.Process.Kill()
-			a.cmd.Wait()
-		}
+		a.cmd.Process.Kill()
+		<-a.exited
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if _, err := os.Stat(ready); err == nil {
-			return a
+			return a, nil
 		}
-		if a.cmd.ProcessState != nil || time.Now().After(deadline) {
-			t.Fatalf("agent not ready after 30 s; stderr:\n%s", a.stderr.String())
+		select {
+		case <-a.exited:
+			return nil, fmt.Errorf("agent exited before it was ready (%v); stderr:\n%s", a.waitErr, a.stderr.String())
+		case <-deadline.C:
+			a.cmd.Process.Kill()
+			<-a.exited // stderr is complete only then
+			return nil, fmt.Errorf("agent not ready after %v; stderr:\n%s", timeout, a.stderr.String())
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An agent that exits at once (here on a usage error, so no root is
+// needed) is reported as soon as it exits, with what it said, not after the
+// whole ready timeout.
+func TestLaunchAgentReportsEarlyExit(t *testing.T) {
+	start := time.Now()
+	_, err := launchAgent(t, agentReadyTimeout, "--log-level", "loud")
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("launchAgent returned no error for an agent that exited on a usage error")
+	}
+	if took > 5*time.Second {
+		t.Errorf("the exit was reported after %v, want at once (the timeout is %v)", took.Round(time.Millisecond), agentReadyTimeout)
+	}
+	for _, want := range []string{"exited before it was ready", "exit status 2", `--log-level "loud"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }
 
@@ -451,13 +501,10 @@ func (a *agentRun) stop(t *testing.T) ([]*event.Event, agentStats) {
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("signal agent: %v", err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- a.cmd.Wait() }()
 	select {
-	case err := <-errc:
-		a.stopped = true
-		if err != nil {
-			t.Fatalf("agent exited with %v on SIGTERM; stderr:\n%s", err, a.stderr.String())
+	case <-a.exited:
+		if a.waitErr != nil {
+			t.Fatalf("agent exited with %v on SIGTERM; stderr:\n%s", a.waitErr, a.stderr.String())
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("agent still running 20 s after SIGTERM; stderr:\n%s", a.stderr.String())

@@ -9,6 +9,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,6 +33,18 @@ const (
 	Fragmentation        = "fragmentation"
 	MemcgKmemCharge      = "memcg_kmem_charge"
 )
+
+// allCodes is every code a rule can add, in the order docs/events.md lists
+// them; TestCodesAreTheRules keeps it equal to the codes the rules use.
+var allCodes = []string{
+	ShmemDominant, PageCacheDominant, KernelMemoryDominant, PodLimit, ContainerLimit,
+	NonInitVictim, VictimNotLargest, QOSOOMScoreAdj, GroupKill, GlobalOOM,
+	Fragmentation, MemcgKmemCharge,
+}
+
+// Codes returns every code the rules can give, so a check of a diagnosis
+// can say which codes must not be there.
+func Codes() []string { return slices.Clone(allCodes) }
 
 // Thresholds, as shares of the OOM cgroup's usage.
 const (

@@ -3,7 +3,13 @@
 package diagnose
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -212,5 +218,65 @@ func TestKmemCharge(t *testing.T) {
 	e.Alloc.MemcgCharge = false
 	if len(Diagnose(e, node)) != 0 {
 		t.Errorf("no findings expected: %v", codes(Diagnose(e, node)))
+	}
+}
+
+// Codes() must be exactly the codes the rules add: a rule with a new code
+// that is not listed would escape every exact-diagnosis check. Read from
+// the package's own source, each `add(Code, ...)` call.
+func TestCodesAreTheRules(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]string{} // constant name → its string value
+	used := map[string]bool{}     // constant names passed to add
+	for _, f := range pkgs["diagnose"].Files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.ValueSpec:
+				for i, name := range n.Names {
+					if i < len(n.Values) {
+						if lit, ok := n.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							values[name.Name], _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			case *ast.CallExpr:
+				if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "add" && len(n.Args) > 0 {
+					id, ok := n.Args[0].(*ast.Ident)
+					if !ok {
+						t.Errorf("%s: add called with %T, want a code constant", fset.Position(n.Pos()), n.Args[0])
+						return true
+					}
+					used[id.Name] = true
+				}
+			}
+			return true
+		})
+	}
+	var fromRules []string
+	for name := range used {
+		v, ok := values[name]
+		if !ok {
+			t.Errorf("add(%s, ...): not a string constant of this package", name)
+		}
+		fromRules = append(fromRules, v)
+	}
+	listed := Codes()
+	sort.Strings(fromRules)
+	sort.Strings(listed)
+	if strings.Join(fromRules, ",") != strings.Join(listed, ",") {
+		t.Errorf("Codes() = %v; the rules add %v", listed, fromRules)
+	}
+	doc, err := os.ReadFile("../../docs/events.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range listed {
+		if !strings.Contains(string(doc), "| `"+c+"` |") {
+			t.Errorf("docs/events.md has no table row for %s", c)
+		}
 	}
 }

@@ -5,6 +5,7 @@ package hosttest
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,27 +16,28 @@ import (
 	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 )
 
-var allCodes = []string{
-	diagnose.ShmemDominant, diagnose.PageCacheDominant, diagnose.KernelMemoryDominant,
-	diagnose.PodLimit, diagnose.ContainerLimit, diagnose.NonInitVictim, diagnose.VictimNotLargest,
-	diagnose.QOSOOMScoreAdj, diagnose.GroupKill, diagnose.GlobalOOM, diagnose.Fragmentation,
-	diagnose.MemcgKmemCharge,
-}
-
 // checkDiagnosis asserts the exact set of codes: the wanted ones fire, and
-// no other.
+// no other code of the rule set (diagnose.Codes).
 func checkDiagnosis(t *testing.T, e *event.Event, want ...string) {
 	t.Helper()
 	got := map[string]string{}
 	for _, f := range e.Diagnosis {
 		got[f.Code] = f.Summary
 	}
-	for _, c := range allCodes {
-		_, fired := got[c]
-		wanted := false
-		for _, w := range want {
-			wanted = wanted || w == c
+	all := diagnose.Codes()
+	for _, w := range want {
+		if !slices.Contains(all, w) {
+			t.Errorf("wanted code %s is not one diagnose.Codes() lists", w)
 		}
+	}
+	for c, summary := range got {
+		if !slices.Contains(all, c) {
+			t.Errorf("diagnosis has %s, a code diagnose.Codes() does not list: %s", c, summary)
+		}
+	}
+	for _, c := range all {
+		_, fired := got[c]
+		wanted := slices.Contains(want, c)
 		switch {
 		case wanted && !fired:
 			t.Errorf("diagnosis lacks %s; got %v", c, e.Diagnosis)

@@ -120,6 +120,9 @@ func TestMain(m *testing.M) {
 // the guests run, once for every test of the package.
 func matrixSetup(t *testing.T) ([]vmtest.Kernel, guest) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped: -short: the kernel matrix boots VMs (make vmtest)")
+	}
 	setupOnce.Do(func() {
 		if os.Geteuid() != 0 {
 			setupSkip = "skipped: building the guest's test module and reading the kernel cache need root"

@@ -120,6 +120,9 @@ hog=$?
 `
 
 func TestBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped: -short: boots a VM per kernel")
+	}
 	if _, err := exec.LookPath(QEMU); err != nil {
 		t.Skipf("%s not found (apt-get install qemu-system-x86): %v", QEMU, err)
 	}

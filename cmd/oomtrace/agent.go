@@ -56,6 +56,9 @@ already captured, and exits 0.`,
 					return usageError{fmt.Errorf("--tier: %w", err)}
 				}
 			}
+			if cfg.OOMScoreAdj < agent.MinOOMScoreAdj || cfg.OOMScoreAdj > 0 {
+				return usageError{fmt.Errorf("--oom-score-adj %d: want %d to 0 (0 leaves it as inherited)", cfg.OOMScoreAdj, agent.MinOOMScoreAdj)}
+			}
 			if cfg.Node == "" {
 				cfg.Node = nodeName()
 			}
@@ -93,6 +96,7 @@ already captured, and exits 0.`,
 	f.StringVar(&tier, "tier", "", "force an attach tier on every hook that has it: fentry, kprobe or tracepoint (default: the best this kernel allows, per hook)")
 	f.BoolVar(&cfg.AllocFailures, "alloc-failures", true, "trace page allocation failures (alloc_failure events)")
 	f.Uint32Var(&cfg.AllocMinOrder, "alloc-min-order", 1, "report allocation failures of this order and above; lower ones are counted")
+	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
 	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
 	return cmd
 }

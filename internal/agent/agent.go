@@ -40,6 +40,9 @@ type Config struct {
 	AllocFailures bool
 	AllocMinOrder uint32
 	AllocNoWarn   bool
+	// OOMScoreAdj is what the agent lowers its own oom_score_adj to at
+	// start (0: leave it); see DefaultOOMScoreAdj.
+	OOMScoreAdj int
 }
 
 // Writer is where events go.
@@ -70,6 +73,8 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	if cfg.StatsInterval <= 0 {
 		cfg.StatsInterval = 10 * time.Second
 	}
+
+	protectFromOOMKiller(ownOOMScoreAdj, cfg.OOMScoreAdj, log)
 
 	seeds := map[uint64]uint64{}
 	var hierp *cgroup.Hierarchy

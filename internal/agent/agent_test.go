@@ -53,3 +53,24 @@ func TestEnrichCgroupGone(t *testing.T) {
 		t.Errorf("diagnosis %+v: the limit level is still known", e.Diagnosis)
 	}
 }
+
+// A cut path names only the last levels of the cgroup: nothing is read
+// from it, and it is not taken for a cgroup that was removed.
+func TestEnrichCutPathReadsNothing(t *testing.T) {
+	mount := t.TempDir()
+	en := &enricher{hier: &cgroup.Hierarchy{Version: 2, Mount: mount}, pageSize: 4096}
+	cut := "/l1/l2/l3/l4/l5/l6/l7/l8/l9/l10/l11/l12/l13/l14/l15/l16"
+	e := &event.Event{
+		Event: event.KindOOMKill, Time: time.Now(), Constraint: event.ConstraintMemcg,
+		Victim:  &event.Victim{PID: 1 << 22, Cgroup: cut, CgroupTruncated: true},
+		Trigger: &event.Trigger{PID: 1 << 22, Cgroup: cut, CgroupTruncated: true},
+		Memcg:   &event.Memcg{Path: event.AncestorPath(cut, 1), PathTruncated: true, LimitBytes: 32 << 20, UsageBytes: 32 << 20},
+	}
+	en.enrich(e)
+	if m := e.Memcg; m.Stat != nil || m.StatDelayUS != nil || strings.Contains(m.StatError, "removed") || !strings.Contains(m.StatError, "cut") {
+		t.Errorf("memcg stat %+v delay %v error %q: want nothing read and the error saying the path was cut", m.Stat, m.StatDelayUS, m.StatError)
+	}
+	if e.Victim.CgroupStat != nil || e.Tasks != nil {
+		t.Errorf("read from a cut path: cgroup_stat %+v tasks %+v", e.Victim.CgroupStat, e.Tasks)
+	}
+}

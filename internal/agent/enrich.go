@@ -37,11 +37,11 @@ func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32) *enricher {
 func (en *enricher) enrich(e *event.Event) {
 	switch {
 	case e.Victim != nil:
-		e.K8s = cgroup.Identify(e.Victim.Cgroup)
+		e.K8s = k8sOf(cgroup.Identify(e.Victim.Cgroup))
 	case e.Memcg != nil:
-		e.K8s = cgroup.Identify(e.Memcg.Path)
+		e.K8s = k8sOf(cgroup.Identify(e.Memcg.Path))
 	case e.Trigger != nil:
-		e.K8s = cgroup.Identify(e.Trigger.Cgroup)
+		e.K8s = k8sOf(cgroup.Identify(e.Trigger.Cgroup))
 	}
 	if en.hier != nil {
 		en.memoryStats(e)
@@ -60,7 +60,11 @@ func (en *enricher) enrich(e *event.Event) {
 // memoryStats reads memory.stat of the cgroup whose limit fired, and of
 // the victim's cgroup and the pod's where they differ from it.
 func (en *enricher) memoryStats(e *event.Event) {
-	if m := e.Memcg; m != nil {
+	if m := e.Memcg; m != nil && m.PathTruncated {
+		// Only the last levels of a deeper path: reading it would read
+		// another cgroup, or none.
+		m.StatError = "not read: the cgroup's path was cut (deeper than the kernel side walks)"
+	} else if m != nil {
 		st, err := en.hier.ReadMemoryStat(m.Path)
 		delay := time.Since(e.Time).Microseconds()
 		m.StatDelayUS = &delay
@@ -70,18 +74,18 @@ func (en *enricher) memoryStats(e *event.Event) {
 		case err != nil:
 			m.StatError = err.Error()
 		default:
-			m.Stat = &st
+			m.Stat = memoryStatOf(st)
 		}
 	}
-	if v := e.Victim; v != nil && (e.Memcg == nil || v.Cgroup != e.Memcg.Path) && v.Cgroup != "/" {
+	if v := e.Victim; v != nil && !v.CgroupTruncated && (e.Memcg == nil || v.Cgroup != e.Memcg.Path) && v.Cgroup != "/" {
 		if st, err := en.hier.ReadMemoryStat(v.Cgroup); err == nil {
-			v.CgroupStat = &st
+			v.CgroupStat = memoryStatOf(st)
 		}
 	}
-	if e.K8s != nil && e.Victim != nil {
+	if e.K8s != nil && e.Victim != nil && !e.Victim.CgroupTruncated {
 		if pod := cgroup.PodPath(e.Victim.Cgroup); pod != "" && (e.Memcg == nil || pod != e.Memcg.Path) {
 			if st, err := en.hier.ReadMemoryStat(pod); err == nil {
-				e.K8s.PodStat = &st
+				e.K8s.PodStat = memoryStatOf(st)
 			}
 		}
 	}
@@ -97,7 +101,7 @@ func (en *enricher) memoryStats(e *event.Event) {
 // that window. The victim's numbers come from the kernel side instead,
 // and a group kill, where every task is dying, gets no table.
 func (en *enricher) tasks(e *event.Event) {
-	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.GroupKill {
+	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.Memcg.PathTruncated || e.GroupKill {
 		return
 	}
 	pids, err := en.hier.Procs(e.Memcg.Path)
@@ -108,7 +112,9 @@ func (en *enricher) tasks(e *event.Event) {
 		pids = slices.DeleteFunc(pids, func(p int) bool { return p == int(e.Victim.PID) })
 	}
 	domain := e.Memcg.LimitBytes / en.pageSize
-	e.Tasks = procfs.TopTasks(pids, maxTasks, domain, en.pageSize)
+	for _, t := range procfs.TopTasks(pids, maxTasks, domain, en.pageSize) {
+		e.Tasks = append(e.Tasks, event.Task(t))
+	}
 	if st := e.Memcg.Stat; st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
 		e.TmpfsMounts = procfs.TmpfsMounts(pids, 16)
 	}
@@ -135,7 +141,26 @@ func (en *enricher) buddy(e *event.Event, dmaBit uint32) {
 	}
 	free := procfs.FreeBytes(usable, en.pageSize)
 	above := procfs.FreeBytesAtOrAbove(usable, int(e.Alloc.Order), en.pageSize)
-	e.Buddy, e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = node, &free, &above
+	for _, z := range node {
+		e.Buddy = append(e.Buddy, event.Zone{Node: z.Node, Zone: z.Zone, FreeBlocks: z.Free})
+	}
+	e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = &free, &above
+}
+
+// k8sOf is how a pod identity looks in an event.
+func k8sOf(id *cgroup.PodIdentity) *event.K8s {
+	if id == nil {
+		return nil
+	}
+	return &event.K8s{PodUID: id.PodUID, ContainerID: id.ContainerID, Runtime: id.Runtime, QOS: id.QOS}
+}
+
+// memoryStatOf is how a memory.stat reading looks in an event: the same
+// numbers, field for field (a conversion, so a field added to one and
+// not the other fails to compile).
+func memoryStatOf(st cgroup.MemoryStat) *event.MemoryStat {
+	m := event.MemoryStat(st)
+	return &m
 }
 
 // memTotal is the node's memory as kubelet sees its capacity.

@@ -29,13 +29,10 @@ const (
 // where the path does not say (the cgroupfs driver names containers by bare
 // ID whatever the runtime).
 type PodIdentity struct {
-	PodUID      string `json:"pod_uid"`
-	ContainerID string `json:"container_id,omitempty"`
-	Runtime     string `json:"runtime,omitempty"`
-	QOS         string `json:"qos"`
-	// PodStat is the pod cgroup's memory.stat, when the cgroup whose limit
-	// fired is not the pod's.
-	PodStat *MemoryStat `json:"pod_stat,omitempty"`
+	PodUID      string
+	ContainerID string
+	Runtime     string
+	QOS         string
 }
 
 var (

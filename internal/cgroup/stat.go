@@ -21,13 +21,13 @@ import (
 
 // MemoryStat is a memory cgroup's usage by kind, in bytes, hierarchical (the cgroup and all below it).
 type MemoryStat struct {
-	AnonBytes          uint64 `json:"anon_bytes"`
-	FileBytes          uint64 `json:"file_bytes"`   // page cache, without shmem
-	ShmemBytes         uint64 `json:"shmem_bytes"`  // tmpfs, emptyDir medium Memory, /dev/shm, SysV shm
-	KernelBytes        uint64 `json:"kernel_bytes"` // slab, kernel stacks, page tables, sockets, percpu, vmalloc where exposed
-	FileDirtyBytes     uint64 `json:"file_dirty_bytes"`
-	FileWritebackBytes uint64 `json:"file_writeback_bytes"`
-	UnevictableBytes   uint64 `json:"unevictable_bytes"`
+	AnonBytes          uint64
+	FileBytes          uint64 // page cache, without shmem
+	ShmemBytes         uint64 // tmpfs, emptyDir medium Memory, /dev/shm, SysV shm
+	KernelBytes        uint64 // slab, kernel stacks, page tables, sockets, percpu, vmalloc where exposed
+	FileDirtyBytes     uint64
+	FileWritebackBytes uint64
+	UnevictableBytes   uint64
 }
 
 // ErrCgroupGone means the cgroup directory no longer exists: OOM kills

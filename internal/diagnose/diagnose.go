@@ -78,7 +78,7 @@ func Diagnose(e *event.Event, n Node) []event.Finding {
 			globalOOM(e, n, add)
 		}
 	case event.KindAllocFailure:
-		allocRules(e, add)
+		allocRules(e, n, add)
 	}
 	return out
 }
@@ -195,10 +195,10 @@ func victimPoints(e *event.Event, n Node) int64 {
 
 // largerTask returns the largest task that had more resident memory than
 // the victim but was passed over because of its oom_score_adj.
-func largerTask(e *event.Event, n Node) *procfs.Task {
+func largerTask(e *event.Event, n Node) *event.Task {
 	v := e.Victim
 	vrss := v.RSS.AnonBytes + v.RSS.FileBytes + v.RSS.ShmemBytes
-	var best *procfs.Task
+	var best *event.Task
 	for i := range e.Tasks {
 		t := &e.Tasks[i]
 		if uint32(t.PID) == v.PID || t.RSSBytes <= vrss || t.OOMScoreAdj >= int(v.OOMScoreAdj) {
@@ -238,12 +238,12 @@ func globalOOM(e *event.Event, n Node, add addFunc) {
 	add(GlobalOOM, "%s.", msg)
 }
 
-func allocRules(e *event.Event, add addFunc) {
+func allocRules(e *event.Event, n Node, add addFunc) {
 	a := e.Alloc
 	if a == nil {
 		return
 	}
-	block := uint64(4096) << a.Order
+	block := n.PageSize << a.Order
 	if a.FreeBytes != nil && a.FreeBytesAtOrAboveOrder != nil && *a.FreeBytes >= 4*block && *a.FreeBytesAtOrAboveOrder < block {
 		add(Fragmentation, "Memory is fragmented: %s is free on node %d but no free block of order %d (%s contiguous) or larger; the allocation needed one. Compaction could not make one.",
 			size(*a.FreeBytes), a.Node, a.Order, size(block))

@@ -15,7 +15,6 @@ import (
 
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/event"
-	"github.com/oomtrace/oomtrace/internal/procfs"
 )
 
 const (
@@ -27,14 +26,14 @@ const (
 
 var node = Node{MemTotalBytes: 64 * gib, PageSize: 4096}
 
-func kill(memcgPath string, usage, limit uint64, st *cgroup.MemoryStat) *event.Event {
+func kill(memcgPath string, usage, limit uint64, st *event.MemoryStat) *event.Event {
 	return &event.Event{
 		Event:      event.KindOOMKill,
 		Victim:     &event.Victim{PID: 212425, NSPID: 1, Comm: "java", OOMScoreAdj: 873, Cgroup: ctr, RSS: event.RSS{AnonBytes: 8 * gib}},
 		Trigger:    &event.Trigger{PID: 212425, Comm: "GC Thread#2", Cgroup: ctr},
 		Constraint: event.ConstraintMemcg,
 		Memcg:      &event.Memcg{Path: memcgPath, UsageBytes: usage, LimitBytes: limit, Stat: st},
-		K8s:        cgroup.Identify(ctr),
+		K8s:        &event.K8s{PodUID: cgroup.Identify(ctr).PodUID, ContainerID: cgroup.Identify(ctr).ContainerID, QOS: cgroup.Identify(ctr).QOS},
 	}
 }
 
@@ -59,8 +58,8 @@ func find(f []event.Finding, code string) *event.Finding {
 // Seed 004: a 16 GiB pod limit, the JVM at 8 GiB, the rest shmem left in
 // the pod cgroup by an earlier container's emptyDir.
 func TestSeed004ShmemAtPodLimit(t *testing.T) {
-	e := kill(pod, 16*gib, 16*gib, &cgroup.MemoryStat{AnonBytes: 7550 * mib, ShmemBytes: 8633 * mib, FileBytes: 2 * mib, KernelBytes: 60 * mib})
-	e.Victim.CgroupStat = &cgroup.MemoryStat{AnonBytes: 7550 * mib, FileBytes: 1 * mib}
+	e := kill(pod, 16*gib, 16*gib, &event.MemoryStat{AnonBytes: 7550 * mib, ShmemBytes: 8633 * mib, FileBytes: 2 * mib, KernelBytes: 60 * mib})
+	e.Victim.CgroupStat = &event.MemoryStat{AnonBytes: 7550 * mib, FileBytes: 1 * mib}
 	e.TmpfsMounts = []string{"/memtest"}
 	got := Diagnose(e, node)
 	want := []string{PodLimit, QOSOOMScoreAdj, ShmemDominant}
@@ -82,7 +81,7 @@ func TestSeed004ShmemAtPodLimit(t *testing.T) {
 // Seed 004 inside the running container: the container's own limit, its
 // own tmpfs.
 func TestShmemInContainer(t *testing.T) {
-	e := kill(ctr, 1*gib, 1*gib, &cgroup.MemoryStat{AnonBytes: 100 * mib, ShmemBytes: 900 * mib})
+	e := kill(ctr, 1*gib, 1*gib, &event.MemoryStat{AnonBytes: 100 * mib, ShmemBytes: 900 * mib})
 	got := Diagnose(e, node)
 	if c := codes(got); strings.Join(c, ",") != "container_limit,qos_oom_score_adj,shmem_dominant" {
 		t.Fatalf("codes %v", c)
@@ -95,7 +94,7 @@ func TestShmemInContainer(t *testing.T) {
 // Seed 000/002: anonymous memory at the pod limit: nothing dominant but
 // the process itself.
 func TestAnonAtPodLimit(t *testing.T) {
-	e := kill(pod, 123*mib, 123*mib, &cgroup.MemoryStat{AnonBytes: 120 * mib, FileBytes: 1 * mib, KernelBytes: 2 * mib})
+	e := kill(pod, 123*mib, 123*mib, &event.MemoryStat{AnonBytes: 120 * mib, FileBytes: 1 * mib, KernelBytes: 2 * mib})
 	got := codes(Diagnose(e, node))
 	if strings.Join(got, ",") != "pod_limit,qos_oom_score_adj" {
 		t.Errorf("codes %v, want pod_limit and qos_oom_score_adj only", got)
@@ -103,7 +102,7 @@ func TestAnonAtPodLimit(t *testing.T) {
 }
 
 func TestPageCacheAndKernel(t *testing.T) {
-	e := kill(ctr, gib, gib, &cgroup.MemoryStat{AnonBytes: 100 * mib, FileBytes: 600 * mib, FileDirtyBytes: 300 * mib, KernelBytes: 300 * mib})
+	e := kill(ctr, gib, gib, &event.MemoryStat{AnonBytes: 100 * mib, FileBytes: 600 * mib, FileDirtyBytes: 300 * mib, KernelBytes: 300 * mib})
 	got := Diagnose(e, node)
 	if find(got, PageCacheDominant) == nil || find(got, KernelMemoryDominant) == nil || find(got, ShmemDominant) != nil {
 		t.Errorf("codes %v, want page_cache_dominant and kernel_memory_dominant, not shmem_dominant", codes(got))
@@ -137,7 +136,7 @@ func TestVictimNotLargest(t *testing.T) {
 	e := kill(ctr, gib, gib, nil)
 	e.Victim.RSS = event.RSS{AnonBytes: 100 * mib}
 	e.Victim.OOMScoreAdj = 900
-	e.Tasks = []procfs.Task{
+	e.Tasks = []event.Task{
 		{PID: 212425, Comm: "java", RSSBytes: 100 * mib, OOMScoreAdj: 900, Points: 250000},
 		{PID: 300, Comm: "big", RSSBytes: 700 * mib, OOMScoreAdj: 0, Points: 179200},
 	}

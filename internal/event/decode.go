@@ -126,7 +126,7 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 		if e.Constraint == ConstraintMemcg {
 			for i, l := range levels {
 				if l.CgroupID == r.Oom.MemcgId {
-					e.Memcg = d.memcg(AncestorPath(victimCgroup, i), l)
+					e.Memcg = d.memcg(AncestorPath(victimCgroup, i), e.Victim.CgroupTruncated, l)
 					break
 				}
 			}
@@ -141,9 +141,9 @@ func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
 	e.Constraint = ConstraintGlobal
 	if i, ok := LimitLevel(levels); ok {
 		path := AncestorPath(victimCgroup, i)
-		if r.VictimCgroup.Truncated != 0 || r.TriggerCgroup.Truncated != 0 || IsAncestorOrSelf(path, e.Trigger.Cgroup) {
+		if e.Victim.CgroupTruncated || e.Trigger.CgroupTruncated || IsAncestorOrSelf(path, e.Trigger.Cgroup) {
 			e.Constraint = ConstraintMemcg
-			e.Memcg = d.memcg(path, levels[i])
+			e.Memcg = d.memcg(path, e.Victim.CgroupTruncated, levels[i])
 		}
 	}
 	return e
@@ -177,7 +177,7 @@ func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
 	}
 	levels := levelsOf(r.Levels[:min(int(r.NrLevels), len(r.Levels))])
 	if len(levels) > 0 {
-		e.Memcg = d.memcg(cgroupPath(&r.MemcgCgroup), levels[0])
+		e.Memcg = d.memcg(cgroupPath(&r.MemcgCgroup), r.MemcgCgroup.Truncated != 0, levels[0])
 		e.OOM.DomainBytes = e.Memcg.LimitBytes
 	}
 	return e
@@ -206,11 +206,13 @@ func (d *Decoder) allocFailure(r *bpf.AllocfailAllocFailureEvent) *Event {
 }
 
 func (d *Decoder) trigger(t *bpf.OomkillTaskInfo, cg *bpf.OomkillCgroupPath) *Trigger {
-	return &Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg)}
+	return &Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg), CgroupTruncated: cg.Truncated != 0}
 }
 
-func (d *Decoder) memcg(path string, l Level) *Memcg {
-	return &Memcg{Path: path, LimitBytes: d.bytes(l.MaxPages), UsageBytes: d.bytes(l.UsagePages), Failcnt: l.Failcnt}
+// memcg describes the cgroup at path; truncated says path was cut (or
+// derived from a cut path), so it is not whole.
+func (d *Decoder) memcg(path string, truncated bool, l Level) *Memcg {
+	return &Memcg{Path: path, PathTruncated: truncated, LimitBytes: d.bytes(l.MaxPages), UsageBytes: d.bytes(l.UsagePages), Failcnt: l.Failcnt}
 }
 
 func (d *Decoder) gfpNames(mask uint32) string {

@@ -191,6 +191,40 @@ func TestDecodeInferredConstraint(t *testing.T) {
 	}
 }
 
+// A cut path is said to be cut wherever it, or a path derived from it,
+// appears: the victim's, the trigger's and the memcg's.
+func TestDecodeCutPathsSaySo(t *testing.T) {
+	r := seed000Record()
+	r.VictimCgroup.Truncated, r.TriggerCgroup.Truncated = 1, 1
+	e, err := testDecoder().Decode(encode(t, &r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Victim.CgroupTruncated || !e.Trigger.CgroupTruncated || e.Memcg == nil || !e.Memcg.PathTruncated {
+		t.Errorf("victim %v trigger %v memcg %+v: want every path marked cut", e.Victim.CgroupTruncated, e.Trigger.CgroupTruncated, e.Memcg)
+	}
+
+	m := memcgOOMRecord()
+	m.MemcgCgroup.Truncated, m.TriggerCgroup.Truncated = 1, 1
+	e, err = testDecoder().Decode(encode(t, &m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Trigger.CgroupTruncated || e.Memcg == nil || !e.Memcg.PathTruncated {
+		t.Errorf("memcg_oom: trigger %v memcg %+v: want both marked cut", e.Trigger.CgroupTruncated, e.Memcg)
+	}
+}
+
+func memcgOOMRecord() bpf.OomkillMemcgOomEvent {
+	var r bpf.OomkillMemcgOomEvent
+	r.Hdr.Kind = uint32(bpf.OomkillEventKindEVENT_MEMCG_OOM)
+	r.NrLevels = 1
+	r.Levels[0] = bpf.OomkillMemcgLevel{UsagePages: 8192, MaxPages: 8192}
+	setPath(&r.MemcgCgroup, "/l2/l3")
+	setPath(&r.TriggerCgroup, "/l2/l3/l4")
+	return r
+}
+
 func TestDecodeBadInput(t *testing.T) {
 	r := seed000Record()
 	full := encode(t, &r)

@@ -3,15 +3,16 @@
 // Package event defines the records oomtrace reports, one JSON object per
 // event (docs/events.md), and decodes them from the BPF ring buffer.
 //
-// The JSON names are a contract: later versions add fields, never rename.
+// The package owns that contract and imports nothing of the project: the
+// packages that read cgroups and /proc produce values, and this one
+// defines how they look on the line. Every type here encodes itself
+// without reflection (encode.go); the json tags serve readers of the
+// lines (tests, tools) and must name the same keys, which the round-trip
+// test checks. The JSON names are a contract: later versions add fields,
+// never rename.
 package event
 
-import (
-	"time"
-
-	"github.com/oomtrace/oomtrace/internal/cgroup"
-	"github.com/oomtrace/oomtrace/internal/procfs"
-)
+import "time"
 
 // Event kinds, the "event" field.
 const (
@@ -49,13 +50,13 @@ type Event struct {
 	OOMID     uint64 `json:"oom_id,omitempty"`
 	GroupKill bool   `json:"group_kill,omitempty"`
 
-	Victim     *Victim             `json:"victim,omitempty"`
-	Trigger    *Trigger            `json:"trigger,omitempty"`
-	Constraint string              `json:"constraint,omitempty"`
-	Memcg      *Memcg              `json:"memcg,omitempty"`
-	OOM        *OOMContext         `json:"oom,omitempty"`
-	Alloc      *Alloc              `json:"alloc,omitempty"`
-	K8s        *cgroup.PodIdentity `json:"k8s,omitempty"`
+	Victim     *Victim     `json:"victim,omitempty"`
+	Trigger    *Trigger    `json:"trigger,omitempty"`
+	Constraint string      `json:"constraint,omitempty"`
+	Memcg      *Memcg      `json:"memcg,omitempty"`
+	OOM        *OOMContext `json:"oom,omitempty"`
+	Alloc      *Alloc      `json:"alloc,omitempty"`
+	K8s        *K8s        `json:"k8s,omitempty"`
 
 	// VictimFound (memcg_oom): the OOM killer killed a task in this call;
 	// Victims counts them. Handled is what the kernel function returned:
@@ -71,11 +72,11 @@ type Event struct {
 
 	// Tasks: the largest tasks of the OOM cgroup (or the node) when the
 	// agent looked, by the kernel's points, at most 10.
-	Tasks []procfs.Task `json:"tasks,omitempty"`
+	Tasks []Task `json:"tasks,omitempty"`
 	// TmpfsMounts: tmpfs file systems mounted by the OOM cgroup's tasks.
 	TmpfsMounts []string `json:"tmpfs_mounts,omitempty"`
 	// Buddy (alloc_failure): free blocks per order of each zone of the node.
-	Buddy []procfs.Zone `json:"buddy,omitempty"`
+	Buddy []Zone `json:"buddy,omitempty"`
 }
 
 // Finding is one cause: a stable code and a sentence with the numbers.
@@ -137,11 +138,11 @@ type Victim struct {
 	CgroupTruncated bool `json:"cgroup_truncated,omitempty"`
 	// CgroupStat is the victim's own cgroup's memory.stat, when that is
 	// not the cgroup whose limit fired.
-	CgroupStat    *cgroup.MemoryStat `json:"cgroup_stat,omitempty"`
-	RSS           RSS                `json:"rss"`
-	SwapBytes     uint64             `json:"swap_bytes"`
-	TotalVMBytes  uint64             `json:"total_vm_bytes"`
-	PgtablesBytes uint64             `json:"pgtables_bytes"`
+	CgroupStat    *MemoryStat `json:"cgroup_stat,omitempty"`
+	RSS           RSS         `json:"rss"`
+	SwapBytes     uint64      `json:"swap_bytes"`
+	TotalVMBytes  uint64      `json:"total_vm_bytes"`
+	PgtablesBytes uint64      `json:"pgtables_bytes"`
 }
 
 // RSS is the victim's resident memory by kind, as the kernel counts it for
@@ -159,19 +160,77 @@ type Trigger struct {
 	NSPID  uint32 `json:"ns_pid"`
 	Comm   string `json:"comm"`
 	Cgroup string `json:"cgroup"`
+	// CgroupTruncated: as Victim's; Cgroup is partial.
+	CgroupTruncated bool `json:"cgroup_truncated,omitempty"`
 }
 
 // Memcg is the memory cgroup whose limit fired.
 type Memcg struct {
-	Path       string `json:"path"`
-	LimitBytes uint64 `json:"limit_bytes"`
-	UsageBytes uint64 `json:"usage_bytes"`
+	Path string `json:"path"`
+	// PathTruncated: Path was derived from a cut cgroup path (see
+	// Victim.CgroupTruncated): it names the right cgroup's last levels
+	// only, so nothing is read from it.
+	PathTruncated bool   `json:"path_truncated,omitempty"`
+	LimitBytes    uint64 `json:"limit_bytes"`
+	UsageBytes    uint64 `json:"usage_bytes"`
 	// Failcnt: how often usage hit the limit since the cgroup was made.
 	Failcnt uint64 `json:"failcnt"`
 	// Stat is the cgroup's memory.stat, read when the agent got the event,
 	// StatDelayUS microseconds after the kernel saw it; StatError says why
 	// it is missing (the cgroup may be gone already).
-	Stat        *cgroup.MemoryStat `json:"stat,omitempty"`
-	StatDelayUS *int64             `json:"stat_delay_us,omitempty"`
-	StatError   string             `json:"stat_error,omitempty"`
+	Stat        *MemoryStat `json:"stat,omitempty"`
+	StatDelayUS *int64      `json:"stat_delay_us,omitempty"`
+	StatError   string      `json:"stat_error,omitempty"`
+}
+
+// K8s is the pod and container the cgroup path names.
+type K8s struct {
+	PodUID      string `json:"pod_uid"`
+	ContainerID string `json:"container_id,omitempty"`
+	// Runtime: containerd, docker or cri-o, where the path says.
+	Runtime string `json:"runtime,omitempty"`
+	QOS     string `json:"qos"`
+	// PodStat is the pod cgroup's memory.stat, when the cgroup whose limit
+	// fired is not the pod's.
+	PodStat *MemoryStat `json:"pod_stat,omitempty"`
+}
+
+// MemoryStat is what filled a cgroup, from its memory.stat.
+type MemoryStat struct {
+	AnonBytes uint64 `json:"anon_bytes"`
+	// FileBytes is page cache, without shmem.
+	FileBytes uint64 `json:"file_bytes"`
+	// ShmemBytes: tmpfs, emptyDir medium Memory, /dev/shm, SysV shm.
+	ShmemBytes uint64 `json:"shmem_bytes"`
+	// KernelBytes: slab, kernel stacks, page tables, sockets, percpu, and
+	// vmalloc where the kernel exposes it.
+	KernelBytes        uint64 `json:"kernel_bytes"`
+	FileDirtyBytes     uint64 `json:"file_dirty_bytes"`
+	FileWritebackBytes uint64 `json:"file_writeback_bytes"`
+	UnevictableBytes   uint64 `json:"unevictable_bytes"`
+}
+
+// Task is one process of the OOM cgroup (or the node) as the agent saw it.
+type Task struct {
+	PID int `json:"pid"`
+	// NSPID is the pid in the task's own (innermost) pid namespace.
+	NSPID         int    `json:"ns_pid"`
+	Comm          string `json:"comm"`
+	RSSBytes      uint64 `json:"rss_bytes"`
+	AnonBytes     uint64 `json:"anon_bytes"`
+	FileBytes     uint64 `json:"file_bytes"`
+	ShmemBytes    uint64 `json:"shmem_bytes"`
+	SwapBytes     uint64 `json:"swap_bytes"`
+	PgtablesBytes uint64 `json:"pgtables_bytes"`
+	OOMScoreAdj   int    `json:"oom_score_adj"`
+	// Points is the kernel's oom_badness score for the task.
+	Points int64 `json:"points"`
+}
+
+// Zone is one memory zone's free blocks by order.
+type Zone struct {
+	Node int    `json:"node"`
+	Zone string `json:"zone"`
+	// FreeBlocks[order] is how many free blocks of 2^order pages it has.
+	FreeBlocks []uint64 `json:"free_blocks"`
 }

@@ -121,7 +121,7 @@ func podLimitScenario(t *testing.T, h cgroup.Hierarchy, last bool) bool {
 	if e.Memcg.UsageBytes+2<<20 < e.Memcg.LimitBytes || e.Memcg.Failcnt == 0 {
 		t.Errorf("memcg usage %d failcnt %d: want usage at the limit and failures counted", e.Memcg.UsageBytes, e.Memcg.Failcnt)
 	}
-	want := cgroup.PodIdentity{PodUID: uid, ContainerID: cid, QOS: cgroup.QOSBurstable}
+	want := event.K8s{PodUID: uid, ContainerID: cid, QOS: cgroup.QOSBurstable}
 	if e.K8s == nil || *e.K8s != want {
 		t.Errorf("k8s %+v, want %+v", e.K8s, want)
 	}
@@ -179,7 +179,7 @@ func TestSystemdDriverContainerLimit(t *testing.T) {
 	if e.Memcg == nil || e.Memcg.Path != ctrPath || e.Memcg.LimitBytes != 64<<20 {
 		t.Errorf("memcg %+v, want the container scope %q at %d", e.Memcg, ctrPath, 64<<20)
 	}
-	want := cgroup.PodIdentity{PodUID: uid, ContainerID: cid, Runtime: cgroup.RuntimeContainerd, QOS: cgroup.QOSBurstable}
+	want := event.K8s{PodUID: uid, ContainerID: cid, Runtime: cgroup.RuntimeContainerd, QOS: cgroup.QOSBurstable}
 	if e.K8s == nil || e.K8s.PodStat == nil {
 		t.Fatalf("k8s %+v: want the pod's memory.stat too, since the container's limit fired", e.K8s)
 	}
@@ -311,5 +311,12 @@ func TestDeepCgroupPathIsMarkedTruncated(t *testing.T) {
 	}
 	if kills[0].K8s != nil {
 		t.Errorf("k8s %+v for a non-pod path", kills[0].K8s)
+	}
+	// Nothing derived from the cut path is presented as whole.
+	if tr := kills[0].Trigger; !tr.CgroupTruncated {
+		t.Errorf("trigger cgroup %q: want it marked truncated too", tr.Cgroup)
+	}
+	if m := kills[0].Memcg; m == nil || !m.PathTruncated || !strings.HasSuffix(deep, m.Path) || strings.Contains(m.StatError, "removed") {
+		t.Errorf("memcg %+v: want the cut path of the limited cgroup, marked truncated, and no claim that it was removed", m)
 	}
 }

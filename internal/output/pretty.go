@@ -5,6 +5,7 @@ package output
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 
@@ -14,12 +15,13 @@ import (
 // Pretty writes each event as a short incident card for a terminal: what
 // happened, then why (the diagnosis), then the numbers.
 type Pretty struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu       sync.Mutex
+	w        io.Writer
+	pageSize uint64 // for an allocation's size from its order
 }
 
 // NewPretty writes cards to w.
-func NewPretty(w io.Writer) *Pretty { return &Pretty{w: w} }
+func NewPretty(w io.Writer) *Pretty { return &Pretty{w: w, pageSize: uint64(os.Getpagesize())} }
 
 // Sync has nothing to flush: every card is written whole.
 func (p *Pretty) Sync() error { return nil }
@@ -37,13 +39,13 @@ func (p *Pretty) Write(e *event.Event) error {
 	if v := e.Victim; v != nil {
 		row("victim", "%s (pid %d, pid %d in its namespace, uid %d, oom_score_adj %d): anon %s, file %s, shmem %s",
 			quote(v.Comm), v.PID, v.NSPID, v.UID, v.OOMScoreAdj, size(v.RSS.AnonBytes), size(v.RSS.FileBytes), size(v.RSS.ShmemBytes))
-		row("", "in %s", quote(v.Cgroup))
+		row("", "in %s%s", quote(v.Cgroup), cut(v.CgroupTruncated))
 	}
 	if t := e.Trigger; t != nil {
-		row("trigger", "%s (pid %d) in %s", quote(t.Comm), t.PID, quote(t.Cgroup))
+		row("trigger", "%s (pid %d) in %s%s", quote(t.Comm), t.PID, quote(t.Cgroup), cut(t.CgroupTruncated))
 	}
 	if m := e.Memcg; m != nil {
-		row("limit", "%s: %s used of %s (limit hit %d times)", quote(m.Path), size(m.UsageBytes), size(m.LimitBytes), m.Failcnt)
+		row("limit", "%s%s: %s used of %s (limit hit %d times)", quote(m.Path), cut(m.PathTruncated), size(m.UsageBytes), size(m.LimitBytes), m.Failcnt)
 		if s := m.Stat; s != nil {
 			row("memory", "anon %s, file %s (dirty %s, writeback %s), shmem %s, kernel %s, unevictable %s",
 				size(s.AnonBytes), size(s.FileBytes), size(s.FileDirtyBytes), size(s.FileWritebackBytes), size(s.ShmemBytes), size(s.KernelBytes), size(s.UnevictableBytes))
@@ -57,7 +59,7 @@ func (p *Pretty) Write(e *event.Event) error {
 		row("alloc", "%s, order %d; OOM domain %s", o.GFP, o.Order, size(o.DomainBytes))
 	}
 	if a := e.Alloc; a != nil {
-		row("alloc", "order %d (%s) %s on node %d, seen by %s", a.Order, size(4096<<a.Order), a.GFP, a.Node, a.Source)
+		row("alloc", "order %d (%s) %s on node %d, seen by %s", a.Order, size(p.pageSize<<a.Order), a.GFP, a.Node, a.Source)
 		if a.FreeBytes != nil && a.FreeBytesAtOrAboveOrder != nil {
 			row("free", "%s, of which %s in blocks of order %d or larger", size(*a.FreeBytes), size(*a.FreeBytesAtOrAboveOrder), a.Order)
 		}
@@ -112,6 +114,14 @@ func quote(s string) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return s
+}
+
+// cut marks a path that holds only its last levels.
+func cut(truncated bool) string {
+	if truncated {
+		return " (path cut: its last levels only)"
+	}
+	return ""
 }
 
 func prefixed(p, s string) string {

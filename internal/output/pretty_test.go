@@ -7,16 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/event"
-	"github.com/oomtrace/oomtrace/internal/procfs"
 )
 
 func TestPrettyCard(t *testing.T) {
 	e := sampleEvent()
 	e.Diagnosis = []event.Finding{{Code: "pod_limit", Summary: "The pod-level limit fired."}}
-	e.Memcg.Stat = &cgroup.MemoryStat{AnonBytes: 120 << 20, ShmemBytes: 1 << 20}
-	e.Tasks = []procfs.Task{{PID: 32308, Comm: "stress", RSSBytes: 100 << 20, OOMScoreAdj: 939, Points: 54124}}
+	e.Memcg.Stat = &event.MemoryStat{AnonBytes: 120 << 20, ShmemBytes: 1 << 20}
+	e.Tasks = []event.Task{{PID: 32308, Comm: "stress", RSSBytes: 100 << 20, OOMScoreAdj: 939, Points: 54124}}
 	e.Victim.Comm = "evil\n  ! pod_limit: forged"
 	var buf bytes.Buffer
 	if err := NewPretty(&buf).Write(e); err != nil {

@@ -15,12 +15,12 @@ import (
 
 // Zone is one line of /proc/buddyinfo: free blocks per order.
 type Zone struct {
-	Node int    `json:"node"`
-	Zone string `json:"zone"` // "DMA", "DMA32", "Normal", "Movable"
+	Node int
+	Zone string // "DMA", "DMA32", "Normal", "Movable"
 	// Free[order] is the number of free blocks of 2^order pages, for orders
 	// 0..len(Free)-1 (11 orders on most kernels, more with a larger
 	// MAX_PAGE_ORDER).
-	Free []uint64 `json:"free_blocks"`
+	Free []uint64
 }
 
 // ReadBuddyInfo reads /proc/buddyinfo.

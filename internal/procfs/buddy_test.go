@@ -3,7 +3,6 @@
 package procfs
 
 import (
-	"encoding/json"
 	"math"
 	"slices"
 	"strings"
@@ -198,16 +197,6 @@ func TestParseBuddyInfoMalformed(t *testing.T) {
 		if len(err.Error()) > 400 {
 			t.Errorf("error is %d bytes long", len(err.Error()))
 		}
-	}
-}
-
-func TestZoneJSON(t *testing.T) {
-	b, err := json.Marshal(Zone{Node: 1, Zone: "Normal", Free: []uint64{3, 0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"node":1,"zone":"Normal","free_blocks":[3,0,1]}`; string(b) != want {
-		t.Errorf("json = %s, want %s", b, want)
 	}
 }
 

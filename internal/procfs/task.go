@@ -18,17 +18,17 @@ import (
 
 // Task is one process as the OOM killer's task table shows it.
 type Task struct {
-	PID           int    `json:"pid"`
-	NSPID         int    `json:"ns_pid"` // pid in its own (innermost) pid namespace, from NSpid in /proc/PID/status
-	Comm          string `json:"comm"`
-	RSSBytes      uint64 `json:"rss_bytes"` // RssAnon+RssFile+RssShmem (VmRSS)
-	AnonBytes     uint64 `json:"anon_bytes"`
-	FileBytes     uint64 `json:"file_bytes"`
-	ShmemBytes    uint64 `json:"shmem_bytes"`
-	SwapBytes     uint64 `json:"swap_bytes"`
-	PgtablesBytes uint64 `json:"pgtables_bytes"` // VmPTE
-	OOMScoreAdj   int    `json:"oom_score_adj"`
-	Points        int64  `json:"points"` // as the kernel's oom_badness computes it, see Points
+	PID           int
+	NSPID         int // pid in its own (innermost) pid namespace, from NSpid in /proc/PID/status
+	Comm          string
+	RSSBytes      uint64 // RssAnon+RssFile+RssShmem (VmRSS)
+	AnonBytes     uint64
+	FileBytes     uint64
+	ShmemBytes    uint64
+	SwapBytes     uint64
+	PgtablesBytes uint64 // VmPTE
+	OOMScoreAdj   int
+	Points        int64 // as the kernel's oom_badness computes it, see Points
 }
 
 // Bounds of /proc/PID/oom_score_adj (OOM_SCORE_ADJ_MIN/MAX).

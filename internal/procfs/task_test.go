@@ -3,7 +3,6 @@
 package procfs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -384,19 +383,6 @@ func TestTopTasksTies(t *testing.T) {
 	got := pidsOf(topTasks([]int{40, 20, 30, 10, 50}, 10, 1<<20, 4096, seedReader(tasks)))
 	if want := []int{30, 10, 20, 50, 40}; !slices.Equal(got, want) {
 		t.Errorf("order = %v, want %v", got, want)
-	}
-}
-
-func TestTaskJSON(t *testing.T) {
-	b, err := json.Marshal(Task{PID: 1, NSPID: 2, Comm: "c", RSSBytes: 3, AnonBytes: 4, FileBytes: 5,
-		ShmemBytes: 6, SwapBytes: 7, PgtablesBytes: 8, OOMScoreAdj: -9, Points: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"pid":1,"ns_pid":2,"comm":"c","rss_bytes":3,"anon_bytes":4,"file_bytes":5,` +
-		`"shmem_bytes":6,"swap_bytes":7,"pgtables_bytes":8,"oom_score_adj":-9,"points":10}`
-	if string(b) != want {
-		t.Errorf("json =\n %s, want\n %s", b, want)
 	}
 }
 

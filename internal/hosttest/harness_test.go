@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -429,12 +430,21 @@ func startAgent(t *testing.T, args ...string) *agentRun {
 // timeout passes; an agent that exits early is reported at once, with its
 // stderr. The agent is killed at the end of the test if still running.
 func launchAgent(t *testing.T, timeout time.Duration, args ...string) (*agentRun, error) {
+	return launchAgentTo(t, timeout, nil, args...)
+}
+
+// launchAgentTo is launchAgent with the agent's stdout on w (nil: kept
+// for stop to read).
+func launchAgentTo(t *testing.T, timeout time.Duration, w io.Writer, args ...string) (*agentRun, error) {
 	ready := filepath.Join(t.TempDir(), "ready")
 	a := &agentRun{
 		cmd:    exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node"}, args...)...),
 		exited: make(chan struct{}),
 	}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr
+	if w != nil {
+		a.cmd.Stdout = w
+	}
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
@@ -492,6 +502,7 @@ func TestLaunchAgentReportsEarlyExit(t *testing.T) {
 type agentStats struct {
 	Events      map[string]uint64 `json:"events"`
 	QueueDrops  uint64            `json:"queue_drops"`
+	WriteErrors uint64            `json:"write_errors"`
 	KernelDrops struct {
 		RingBufFull uint64 `json:"ringbuf_full"`
 	} `json:"kernel"`

@@ -73,10 +73,11 @@ kernels: ## fetch the Debian kernels and headers the VM tests boot (cached outsi
 vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" TIERS="kprobe" to narrow it); a full run regenerates docs/kernels.md
 	KERNELS="$(KERNELS)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
 
-check-generated: ## regenerate BPF objects and fail if they differ from the committed ones
+check-generated: ## regenerate BPF objects and fail if they differ from the committed ones or are new
 	$(MAKE) generate
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
-		git diff --exit-code --stat -- internal/bpf || { echo "generated BPF code differs from the committed code: run make generate and commit" >&2; exit 1; }; \
+		changed=$$(git status --porcelain --untracked-files=all -- internal/bpf); \
+		[ -z "$$changed" ] || { echo "$$changed" >&2; echo "generated BPF code differs from the committed code: run make generate and commit" >&2; exit 1; }; \
 	fi
 
 vmlinux: ## regenerate headers/vmlinux.h from this machine's BTF (rarely needed: CO-RE)

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Maps and helpers every object shares. Each object declares these maps;
- * user space loads one object's and hands them to the others
- * (MapReplacements), so all records go through one ring buffer, in order.
+ * The ring buffer every record goes through, in order, the loss and
+ * filter counters, and helpers every program uses.
  */
 #ifndef OOMTRACE_COMMON_H
 #define OOMTRACE_COMMON_H
@@ -25,6 +24,11 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+static __always_inline __u32 current_tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
 
 static __always_inline void counter_inc(__u32 which)
 {

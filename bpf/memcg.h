@@ -64,6 +64,18 @@ static __always_inline struct kernfs_node *memcg_kn(struct mem_cgroup *memcg)
 	return BPF_CORE_READ(memcg, css.cgroup, kn);
 }
 
+/* The memcg's id: its kernfs node id, the directory's inode number. */
+static __always_inline __u64 memcg_id(struct mem_cgroup *memcg)
+{
+	return BPF_CORE_READ(memcg_kn(memcg), id);
+}
+
+/* memory_events_local[MEMCG_OOM_KILL]: tasks the OOM killer killed here. */
+static __always_inline __u64 memcg_oom_kills(struct mem_cgroup *memcg)
+{
+	return BPF_CORE_READ(memcg, memory_events_local[bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM_KILL)].counter);
+}
+
 static __always_inline struct mem_cgroup *memcg_parent(struct mem_cgroup *memcg)
 {
 	return (struct mem_cgroup *)BPF_CORE_READ(memcg, css.parent);
@@ -71,7 +83,7 @@ static __always_inline struct mem_cgroup *memcg_parent(struct mem_cgroup *memcg)
 
 static __always_inline void read_memcg_level(struct memcg_level *lvl, struct mem_cgroup *memcg)
 {
-	lvl->cgroup_id = BPF_CORE_READ(memcg_kn(memcg), id);
+	lvl->cgroup_id = memcg_id(memcg);
 	lvl->usage_pages = BPF_CORE_READ(memcg, memory.usage.counter);
 	lvl->max_pages = BPF_CORE_READ(memcg, memory.max);
 	lvl->failcnt = 0;

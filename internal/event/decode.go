@@ -26,23 +26,23 @@ type Decoder struct {
 }
 
 var (
-	headerSize = binary.Size(bpf.OomkillEventHeader{})
-	recordSize = map[bpf.OomkillEventKind]int{
-		bpf.OomkillEventKindEVENT_OOM_KILL:           binary.Size(bpf.OomkillOomKillEvent{}),
-		bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING: binary.Size(bpf.OomkillOomKillEvent{}),
-		bpf.OomkillEventKindEVENT_MEMCG_OOM:          binary.Size(bpf.OomkillMemcgOomEvent{}),
-		bpf.OomkillEventKindEVENT_ALLOC_FAILURE:      binary.Size(bpf.AllocfailAllocFailureEvent{}),
+	headerSize = binary.Size(bpf.OomtraceEventHeader{})
+	recordSize = map[bpf.OomtraceEventKind]int{
+		bpf.OomtraceEventKindEVENT_OOM_KILL:           binary.Size(bpf.OomtraceOomKillEvent{}),
+		bpf.OomtraceEventKindEVENT_OOM_VICTIM_EXITING: binary.Size(bpf.OomtraceOomKillEvent{}),
+		bpf.OomtraceEventKindEVENT_MEMCG_OOM:          binary.Size(bpf.OomtraceMemcgOomEvent{}),
+		bpf.OomtraceEventKindEVENT_ALLOC_FAILURE:      binary.Size(bpf.OomtraceAllocFailureEvent{}),
 	}
 )
 
 // Decode decodes one record. It never panics on bad input: a short or
 // unknown record is an error naming what was expected.
 func (d *Decoder) Decode(raw []byte) (*Event, error) {
-	var hdr bpf.OomkillEventHeader
+	var hdr bpf.OomtraceEventHeader
 	if _, err := binary.Decode(raw, binary.NativeEndian, &hdr); err != nil {
 		return nil, fmt.Errorf("record of %d bytes: want at least a %d-byte header", len(raw), headerSize)
 	}
-	kind := bpf.OomkillEventKind(hdr.Kind)
+	kind := bpf.OomtraceEventKind(hdr.Kind)
 	size, ok := recordSize[kind]
 	if !ok {
 		return nil, fmt.Errorf("record kind %d: want one of 1 (oom_kill), 2 (oom_victim_exiting), 3 (memcg_oom), 4 (alloc_failure)", hdr.Kind)
@@ -51,29 +51,29 @@ func (d *Decoder) Decode(raw []byte) (*Event, error) {
 		return nil, fmt.Errorf("%s record of %d bytes: want %d", kindName(kind), len(raw), size)
 	}
 	switch kind {
-	case bpf.OomkillEventKindEVENT_MEMCG_OOM:
-		var r bpf.OomkillMemcgOomEvent
+	case bpf.OomtraceEventKindEVENT_MEMCG_OOM:
+		var r bpf.OomtraceMemcgOomEvent
 		binary.Decode(raw, binary.NativeEndian, &r)
 		return d.memcgOOM(&r), nil
-	case bpf.OomkillEventKindEVENT_ALLOC_FAILURE:
-		var r bpf.AllocfailAllocFailureEvent
+	case bpf.OomtraceEventKindEVENT_ALLOC_FAILURE:
+		var r bpf.OomtraceAllocFailureEvent
 		binary.Decode(raw, binary.NativeEndian, &r)
 		return d.allocFailure(&r), nil
 	}
-	var r bpf.OomkillOomKillEvent
+	var r bpf.OomtraceOomKillEvent
 	binary.Decode(raw, binary.NativeEndian, &r)
 	return d.oomKill(&r), nil
 }
 
-func kindName(k bpf.OomkillEventKind) string {
+func kindName(k bpf.OomtraceEventKind) string {
 	switch k {
-	case bpf.OomkillEventKindEVENT_OOM_KILL:
+	case bpf.OomtraceEventKindEVENT_OOM_KILL:
 		return KindOOMKill
-	case bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING:
+	case bpf.OomtraceEventKindEVENT_OOM_VICTIM_EXITING:
 		return KindOOMVictimExiting
-	case bpf.OomkillEventKindEVENT_MEMCG_OOM:
+	case bpf.OomtraceEventKindEVENT_MEMCG_OOM:
 		return KindMemcgOOM
-	case bpf.OomkillEventKindEVENT_ALLOC_FAILURE:
+	case bpf.OomtraceEventKindEVENT_ALLOC_FAILURE:
 		return KindAllocFailure
 	}
 	return fmt.Sprintf("kind %d", k)
@@ -81,10 +81,10 @@ func kindName(k bpf.OomkillEventKind) string {
 
 func (d *Decoder) bytes(pages uint64) uint64 { return pages * d.PageSize }
 
-func (d *Decoder) oomKill(r *bpf.OomkillOomKillEvent) *Event {
+func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *Event {
 	victimCgroup := cgroupPath(&r.VictimCgroup)
 	e := &Event{
-		Event: kindName(bpf.OomkillEventKind(r.Hdr.Kind)),
+		Event: kindName(bpf.OomtraceEventKind(r.Hdr.Kind)),
 		Time:  d.BootToWall(r.Hdr.BootNs),
 		Node:  d.Node,
 		OOMID: r.Oom.OomId,
@@ -158,7 +158,7 @@ func IsAncestorOrSelf(anc, path string) bool {
 	return anc == "/" || path == anc || strings.HasPrefix(path, anc+"/")
 }
 
-func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
+func (d *Decoder) memcgOOM(r *bpf.OomtraceMemcgOomEvent) *Event {
 	handled := r.VictimFound != 0
 	victims := r.Victims
 	found := victims > 0
@@ -183,11 +183,10 @@ func (d *Decoder) memcgOOM(r *bpf.OomkillMemcgOomEvent) *Event {
 	return e
 }
 
-func (d *Decoder) allocFailure(r *bpf.AllocfailAllocFailureEvent) *Event {
-	// Same C structs as the OOM records', generated into another object.
-	trig := d.trigger((*bpf.OomkillTaskInfo)(&r.Trigger), (*bpf.OomkillCgroupPath)(&r.TriggerCgroup))
+func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *Event {
+	trig := d.trigger(&r.Trigger, &r.TriggerCgroup)
 	source := "warn_alloc"
-	if bpf.AllocfailAllocSource(r.Source) == bpf.AllocfailAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC {
+	if bpf.OomtraceAllocSource(r.Source) == bpf.OomtraceAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC {
 		source = "mm_page_alloc"
 	}
 	a := &Alloc{Order: r.Order, GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Node: r.Node, Source: source}
@@ -201,11 +200,11 @@ func (d *Decoder) allocFailure(r *bpf.AllocfailAllocFailureEvent) *Event {
 		Node:    d.Node,
 		Trigger: trig,
 		Alloc:   a,
-		Stack:   d.stack((*bpf.OomkillKernelStack)(&r.Stack)),
+		Stack:   d.stack(&r.Stack),
 	}
 }
 
-func (d *Decoder) trigger(t *bpf.OomkillTaskInfo, cg *bpf.OomkillCgroupPath) *Trigger {
+func (d *Decoder) trigger(t *bpf.OomtraceTaskInfo, cg *bpf.OomtraceCgroupPath) *Trigger {
 	return &Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg), CgroupTruncated: cg.Truncated != 0}
 }
 
@@ -222,7 +221,7 @@ func (d *Decoder) gfpNames(mask uint32) string {
 	return d.GFP.Names(mask)
 }
 
-func (d *Decoder) stack(s *bpf.OomkillKernelStack) []string {
+func (d *Decoder) stack(s *bpf.OomtraceKernelStack) []string {
 	if d.Symbols == nil {
 		return nil
 	}
@@ -242,7 +241,7 @@ func constraintName(c uint32) string {
 	return ConstraintGlobal
 }
 
-func levelsOf(ls []bpf.OomkillMemcgLevel) []Level {
+func levelsOf(ls []bpf.OomtraceMemcgLevel) []Level {
 	out := make([]Level, len(ls))
 	for i, l := range ls {
 		out[i] = Level{CgroupID: l.CgroupId, UsagePages: l.UsagePages, MaxPages: l.MaxPages, Failcnt: l.Failcnt}
@@ -295,7 +294,7 @@ func AncestorPath(path string, up int) string {
 	return path
 }
 
-func cgroupPath(p *bpf.OomkillCgroupPath) string {
+func cgroupPath(p *bpf.OomtraceCgroupPath) string {
 	n := min(int(p.Len), len(p.Path))
 	b := make([]byte, n)
 	for i := range b {

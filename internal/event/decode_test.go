@@ -30,7 +30,7 @@ func setString(dst []int8, s string) {
 	}
 }
 
-func setPath(p *bpf.OomkillCgroupPath, s string) {
+func setPath(p *bpf.OomtraceCgroupPath, s string) {
 	setString(p.Path[:], s)
 	p.Len = uint16(len(s))
 }
@@ -38,15 +38,15 @@ func setPath(p *bpf.OomkillCgroupPath, s string) {
 // seed000Record is seed 000's kill as the BPF side records it: a 100 MiB
 // stress worker killed at the pod's 123 MiB limit while another stress
 // process allocated.
-func seed000Record() bpf.OomkillOomKillEvent {
+func seed000Record() bpf.OomtraceOomKillEvent {
 	const pod = "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c"
 	const ctr = pod + "/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672"
-	var r bpf.OomkillOomKillEvent
+	var r bpf.OomtraceOomKillEvent
 	r.Hdr.BootNs = 1_500_000_123
-	r.Hdr.Kind = uint32(bpf.OomkillEventKindEVENT_OOM_KILL)
-	r.Victim = bpf.OomkillTaskInfo{Pid: 32308, Tid: 32308, NsPid: 12, Uid: 0, OomScoreAdj: 939}
+	r.Hdr.Kind = uint32(bpf.OomtraceEventKindEVENT_OOM_KILL)
+	r.Victim = bpf.OomtraceTaskInfo{Pid: 32308, Tid: 32308, NsPid: 12, Uid: 0, OomScoreAdj: 939}
 	setString(r.Victim.Comm[:], "stress")
-	r.Trigger = bpf.OomkillTaskInfo{Pid: 32332, Tid: 32332, NsPid: 36, OomScoreAdj: 939}
+	r.Trigger = bpf.OomtraceTaskInfo{Pid: 32332, Tid: 32332, NsPid: 36, OomScoreAdj: 939}
 	setString(r.Trigger.Comm[:], "stress")
 	r.RssAnonPages = 99620 / 4
 	r.RssFilePages = 192 / 4
@@ -54,11 +54,11 @@ func seed000Record() bpf.OomkillOomKillEvent {
 	r.PgtablesBytes = 253952
 	r.NrLevels = 5
 	unlimited := uint64(1<<63-1) / pageSize
-	r.Levels[0] = bpf.OomkillMemcgLevel{UsagePages: 30888, MaxPages: unlimited}            // container
-	r.Levels[1] = bpf.OomkillMemcgLevel{UsagePages: 31488, MaxPages: 31488, Failcnt: 3632} // pod: 123 MiB
-	r.Levels[2] = bpf.OomkillMemcgLevel{UsagePages: 40000, MaxPages: unlimited}            // burstable
-	r.Levels[3] = bpf.OomkillMemcgLevel{UsagePages: 50000, MaxPages: unlimited}            // kubepods
-	r.Levels[4] = bpf.OomkillMemcgLevel{UsagePages: 90000, MaxPages: unlimited}            // root
+	r.Levels[0] = bpf.OomtraceMemcgLevel{UsagePages: 30888, MaxPages: unlimited}            // container
+	r.Levels[1] = bpf.OomtraceMemcgLevel{UsagePages: 31488, MaxPages: 31488, Failcnt: 3632} // pod: 123 MiB
+	r.Levels[2] = bpf.OomtraceMemcgLevel{UsagePages: 40000, MaxPages: unlimited}            // burstable
+	r.Levels[3] = bpf.OomtraceMemcgLevel{UsagePages: 50000, MaxPages: unlimited}            // kubepods
+	r.Levels[4] = bpf.OomtraceMemcgLevel{UsagePages: 90000, MaxPages: unlimited}            // root
 	setPath(&r.VictimCgroup, ctr)
 	setPath(&r.TriggerCgroup, ctr)
 	return r
@@ -105,7 +105,7 @@ func TestDecodeOOMKill(t *testing.T) {
 
 func TestDecodeVictimExiting(t *testing.T) {
 	r := seed000Record()
-	r.Hdr.Kind = uint32(bpf.OomkillEventKindEVENT_OOM_VICTIM_EXITING)
+	r.Hdr.Kind = uint32(bpf.OomtraceEventKindEVENT_OOM_VICTIM_EXITING)
 	e, err := testDecoder().Decode(encode(t, &r))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestDecodeVictimExiting(t *testing.T) {
 func TestDecodeGlobal(t *testing.T) {
 	r := seed000Record()
 	r.NrLevels = 1
-	r.Levels[0] = bpf.OomkillMemcgLevel{UsagePages: 5_000_000, MaxPages: uint64(1<<63-1) / pageSize}
+	r.Levels[0] = bpf.OomtraceMemcgLevel{UsagePages: 5_000_000, MaxPages: uint64(1<<63-1) / pageSize}
 	setPath(&r.VictimCgroup, "/")
 	e, err := testDecoder().Decode(encode(t, &r))
 	if err != nil {
@@ -148,7 +148,7 @@ func TestDecodeKernelConstraint(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := seed000Record()
 			r.Levels[1].CgroupId = podID
-			r.Oom = bpf.OomkillOomContext{Valid: 1, OomId: 9, Constraint: tc.constraint, MemcgId: tc.memcgID, Totalpages: 31488}
+			r.Oom = bpf.OomtraceOomContext{Valid: 1, OomId: 9, Constraint: tc.constraint, MemcgId: tc.memcgID, Totalpages: 31488}
 			e, err := testDecoder().Decode(encode(t, &r))
 			if err != nil {
 				t.Fatal(err)
@@ -215,11 +215,11 @@ func TestDecodeCutPathsSaySo(t *testing.T) {
 	}
 }
 
-func memcgOOMRecord() bpf.OomkillMemcgOomEvent {
-	var r bpf.OomkillMemcgOomEvent
-	r.Hdr.Kind = uint32(bpf.OomkillEventKindEVENT_MEMCG_OOM)
+func memcgOOMRecord() bpf.OomtraceMemcgOomEvent {
+	var r bpf.OomtraceMemcgOomEvent
+	r.Hdr.Kind = uint32(bpf.OomtraceEventKindEVENT_MEMCG_OOM)
 	r.NrLevels = 1
-	r.Levels[0] = bpf.OomkillMemcgLevel{UsagePages: 8192, MaxPages: 8192}
+	r.Levels[0] = bpf.OomtraceMemcgLevel{UsagePages: 8192, MaxPages: 8192}
 	setPath(&r.MemcgCgroup, "/l2/l3")
 	setPath(&r.TriggerCgroup, "/l2/l3/l4")
 	return r

@@ -56,7 +56,7 @@ func BenchmarkMmPageAllocProbe(b *testing.B) {
 		b.Skipf("skipped: %v", err)
 	}
 	defer p.Close()
-	prog := p.Programs()[bpf.AllocfailProgTpMmPageAlloc]
+	prog := p.Programs()[bpf.OomtraceProgTpMmPageAlloc]
 	if prog == nil {
 		b.Skip("skipped: tp_btf/mm_page_alloc not attached on this kernel")
 	}

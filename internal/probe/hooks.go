@@ -28,16 +28,8 @@ const (
 	attachTPBTF
 )
 
-type object int
-
-const (
-	objOOMKill object = iota
-	objAllocFail
-)
-
 // program is one BPF program of a form and where it attaches.
 type program struct {
-	obj    object
 	name   string // in the BPF object
 	kind   attachKind
 	target string // kernel function or tracepoint
@@ -65,46 +57,46 @@ var hooks = []hook{
 		required: true,
 		forms: []form{
 			{tier: TierTracepoint, detail: "tp_btf, full format (task, uid)",
-				progs:  []program{{objOOMKill, bpf.OomkillProgMarkVictim, attachTPBTF, "mark_victim"}},
+				progs:  []program{{bpf.OomtraceProgMarkVictim, attachTPBTF, "mark_victim"}},
 				usable: func(e *env) error { return e.markVictimFormatIs("full") }},
 			{tier: TierTracepoint, detail: "tp_btf, pid-only format (kernels before the 6.9 change): victim read from oom_kill_process",
-				progs:  []program{{objOOMKill, bpf.OomkillProgMarkVictimPid, attachTPBTF, "mark_victim"}},
+				progs:  []program{{bpf.OomtraceProgMarkVictimPid, attachTPBTF, "mark_victim"}},
 				usable: func(e *env) error { return e.markVictimFormatIs("pid") }},
 		},
 	},
 	{
 		name: "oom_kill_process",
 		forms: entryExitForms("oom_kill_process",
-			bpf.OomkillProgFentryOomKillProcess, bpf.OomkillProgFexitOomKillProcess,
-			bpf.OomkillProgKprobeOomKillProcess, bpf.OomkillProgKretprobeOomKillProcess),
+			bpf.OomtraceProgFentryOomKillProcess, bpf.OomtraceProgFexitOomKillProcess,
+			bpf.OomtraceProgKprobeOomKillProcess, bpf.OomtraceProgKretprobeOomKillProcess),
 	},
 	{
 		// Only the pid-only mark_victim needs it: to find each victim's task.
 		name: "__oom_kill_process",
 		forms: []form{
 			{tier: TierFentry, detail: "fentry: the task of each victim, for the pid-only mark_victim", progs: []program{
-				{objOOMKill, bpf.OomkillProgFentryOomKillOne, attachFentry, "__oom_kill_process"},
+				{bpf.OomtraceProgFentryOomKillOne, attachFentry, "__oom_kill_process"},
 			}, usable: needPidFormat},
 			{tier: TierKprobe, detail: "kprobe: the task of each victim, for the pid-only mark_victim", progs: []program{
-				{objOOMKill, bpf.OomkillProgKprobeOomKillOne, attachKprobe, "__oom_kill_process"},
+				{bpf.OomtraceProgKprobeOomKillOne, attachKprobe, "__oom_kill_process"},
 			}, usable: needPidFormat},
 		},
 	},
 	{
 		name: "mem_cgroup_out_of_memory",
 		forms: entryExitForms("mem_cgroup_out_of_memory",
-			bpf.OomkillProgFentryMemcgOom, bpf.OomkillProgFexitMemcgOom,
-			bpf.OomkillProgKprobeMemcgOom, bpf.OomkillProgKretprobeMemcgOom),
+			bpf.OomtraceProgFentryMemcgOom, bpf.OomtraceProgFexitMemcgOom,
+			bpf.OomtraceProgKprobeMemcgOom, bpf.OomtraceProgKretprobeMemcgOom),
 	},
 	{
 		name: "page_alloc_failure",
 		forms: []form{
 			// warn_alloc is variadic: fentry cannot attach to it.
 			{tier: TierKprobe, detail: "kprobe on warn_alloc (failure path only)", progs: []program{
-				{objAllocFail, bpf.AllocfailProgKprobeWarnAlloc, attachKprobe, "warn_alloc"},
+				{bpf.OomtraceProgKprobeWarnAlloc, attachKprobe, "warn_alloc"},
 			}},
 			{tier: TierTracepoint, detail: "tp_btf kmem:mm_page_alloc, page == NULL (runs on every allocation)", progs: []program{
-				{objAllocFail, bpf.AllocfailProgTpMmPageAlloc, attachTPBTF, "mm_page_alloc"},
+				{bpf.OomtraceProgTpMmPageAlloc, attachTPBTF, "mm_page_alloc"},
 			}},
 		},
 	},
@@ -115,10 +107,10 @@ var hooks = []hook{
 func entryExitForms(fn, fentry, fexit, kprobe, kretprobe string) []form {
 	return []form{
 		{tier: TierFentry, detail: "fentry/fexit", progs: []program{
-			{objOOMKill, fentry, attachFentry, fn}, {objOOMKill, fexit, attachFexit, fn},
+			{fentry, attachFentry, fn}, {fexit, attachFexit, fn},
 		}},
 		{tier: TierKprobe, detail: "kprobe/kretprobe", progs: []program{
-			{objOOMKill, kprobe, attachKprobe, fn}, {objOOMKill, kretprobe, attachKretprobe, fn},
+			{kprobe, attachKprobe, fn}, {kretprobe, attachKretprobe, fn},
 		}},
 	}
 }

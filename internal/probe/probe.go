@@ -45,7 +45,7 @@ type Config struct {
 
 // Probes are the loaded and attached BPF programs and their ring buffer.
 type Probes struct {
-	colls   []*ebpf.Collection
+	coll    *ebpf.Collection
 	links   []link.Link
 	reader  *ringbuf.Reader
 	counter *ebpf.Map
@@ -89,58 +89,46 @@ func Load(cfg Config) (_ *Probes, err error) {
 		}
 	}()
 
-	want := map[object]map[string]program{objOOMKill: {}, objAllocFail: {}}
+	want := map[string]bool{}
 	for _, c := range choices {
 		if c.form == nil || (!cfg.AllocFailures && c.Hook == "page_alloc_failure") {
 			continue
 		}
 		for _, pr := range c.form.progs {
-			want[pr.obj][pr.name] = pr
+			want[pr.name] = true
 		}
 	}
 
-	oomSpec, err := bpf.LoadOomkill()
+	spec, err := bpf.LoadOomtrace()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
 	}
-	oomSpec.Maps[bpf.OomkillMapEvents].MaxEntries = cfg.RingBufSize
-	oom, err := loadSubset(oomSpec, want[objOOMKill], nil)
-	if err != nil {
-		return nil, err
+	spec.Maps[bpf.OomtraceMapEvents].MaxEntries = cfg.RingBufSize
+	for name, v := range map[string]uint32{
+		bpf.OomtraceVarAllocMinOrder:     cfg.AllocMinOrder,
+		bpf.OomtraceVarAllocReportNowarn: boolU32(cfg.AllocNoWarn),
+		bpf.OomtraceVarGfpNowarn:         p.GFP.Bit("__GFP_NOWARN"),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
 	}
-	p.colls = append(p.colls, oom)
-	p.counter = oom.Maps[bpf.OomkillMapCounters]
+	// Only the chosen tier's programs are loaded: the others would not
+	// pass the verifier, or attach, on every kernel.
+	for name := range spec.Programs {
+		if !want[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	p.coll, err = ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, fmt.Errorf("load BPF programs: %w", explainLoad(err))
+	}
+	p.counter = p.coll.Maps[bpf.OomtraceMapCounters]
 	for id, n := range cfg.OOMKillsSeen {
-		if err := oom.Maps[bpf.OomkillMapOomKillsSeen].Update(id, n, ebpf.UpdateAny); err != nil {
+		if err := p.coll.Maps[bpf.OomtraceMapOomKillsSeen].Update(id, n, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("seed OOM kill counter of cgroup %d: %w", id, err)
 		}
-	}
-
-	var alloc *ebpf.Collection
-	if len(want[objAllocFail]) > 0 {
-		allocSpec, err := bpf.LoadAllocfail()
-		if err != nil {
-			return nil, fmt.Errorf("read embedded BPF object: %w", err)
-		}
-		for name, v := range map[string]uint32{
-			bpf.AllocfailVarAllocMinOrder:     cfg.AllocMinOrder,
-			bpf.AllocfailVarAllocReportNowarn: boolU32(cfg.AllocNoWarn),
-			bpf.AllocfailVarGfpNowarn:         p.GFP.Bit("__GFP_NOWARN"),
-		} {
-			if err := allocSpec.Variables[name].Set(v); err != nil {
-				return nil, fmt.Errorf("set %s: %w", name, err)
-			}
-		}
-		allocSpec.Maps[bpf.AllocfailMapEvents].MaxEntries = cfg.RingBufSize
-		// One ring buffer and one set of counters for every object.
-		alloc, err = loadSubset(allocSpec, want[objAllocFail], map[string]*ebpf.Map{
-			bpf.AllocfailMapEvents:   oom.Maps[bpf.OomkillMapEvents],
-			bpf.AllocfailMapCounters: p.counter,
-		})
-		if err != nil {
-			return nil, err
-		}
-		p.colls = append(p.colls, alloc)
 	}
 
 	for _, c := range choices {
@@ -148,14 +136,11 @@ func Load(cfg Config) (_ *Probes, err error) {
 			continue
 		}
 		for _, pr := range c.form.progs {
-			coll := oom
-			if pr.obj == objAllocFail {
-				coll = alloc
-			}
-			if coll == nil || coll.Programs[pr.name] == nil {
+			prog := p.coll.Programs[pr.name]
+			if prog == nil {
 				continue // hook disabled by configuration
 			}
-			l, err := e.attach(pr, coll.Programs[pr.name])
+			l, err := e.attach(pr, prog)
 			if err != nil {
 				return nil, fmt.Errorf("attach %s (%s) to %s: %w", c.Hook, c.Tier, pr.target, explainPerm(err))
 			}
@@ -163,25 +148,11 @@ func Load(cfg Config) (_ *Probes, err error) {
 		}
 	}
 
-	p.reader, err = ringbuf.NewReader(oom.Maps[bpf.OomkillMapEvents])
+	p.reader, err = ringbuf.NewReader(p.coll.Maps[bpf.OomtraceMapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	return p, nil
-}
-
-// loadSubset loads the named programs of spec (and the maps they use).
-func loadSubset(spec *ebpf.CollectionSpec, progs map[string]program, replace map[string]*ebpf.Map) (*ebpf.Collection, error) {
-	for name := range spec.Programs {
-		if _, ok := progs[name]; !ok {
-			delete(spec.Programs, name)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
-	if err != nil {
-		return nil, fmt.Errorf("load BPF programs: %w", explainLoad(err))
-	}
-	return coll, nil
 }
 
 func boolU32(b bool) uint32 {
@@ -225,10 +196,10 @@ func (p *Probes) Close() error {
 	if p.reader != nil {
 		errs = append(errs, p.reader.Close())
 	}
-	for _, c := range p.colls {
-		c.Close()
+	if p.coll != nil {
+		p.coll.Close()
+		p.coll = nil
 	}
-	p.colls = nil
 	return errors.Join(errs...)
 }
 
@@ -253,12 +224,12 @@ func (c Counters) Lost() uint64 { return c.RingBufFull }
 // Counters sums the per-CPU counters.
 func (p *Probes) Counters() (Counters, error) {
 	var c Counters
-	for which, dst := range map[bpf.OomkillCounter]*uint64{
-		bpf.OomkillCounterCOUNTER_RINGBUF_FULL:      &c.RingBufFull,
-		bpf.OomkillCounterCOUNTER_SEEN_MAP_FULL:     &c.SeenMapFull,
-		bpf.OomkillCounterCOUNTER_CTX_MAP_FULL:      &c.CtxMapFull,
-		bpf.OomkillCounterCOUNTER_ALLOC_NOWARN:      &c.AllocNoWarn,
-		bpf.OomkillCounterCOUNTER_ALLOC_BELOW_ORDER: &c.AllocBelowOrder,
+	for which, dst := range map[bpf.OomtraceCounter]*uint64{
+		bpf.OomtraceCounterCOUNTER_RINGBUF_FULL:      &c.RingBufFull,
+		bpf.OomtraceCounterCOUNTER_SEEN_MAP_FULL:     &c.SeenMapFull,
+		bpf.OomtraceCounterCOUNTER_CTX_MAP_FULL:      &c.CtxMapFull,
+		bpf.OomtraceCounterCOUNTER_ALLOC_NOWARN:      &c.AllocNoWarn,
+		bpf.OomtraceCounterCOUNTER_ALLOC_BELOW_ORDER: &c.AllocBelowOrder,
 	} {
 		var perCPU []uint64
 		if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {
@@ -273,13 +244,10 @@ func (p *Probes) Counters() (Counters, error) {
 
 // Programs returns the loaded programs by name, for run statistics.
 func (p *Probes) Programs() map[string]*ebpf.Program {
-	out := map[string]*ebpf.Program{}
-	for _, c := range p.colls {
-		for n, pr := range c.Programs {
-			out[n] = pr
-		}
+	if p.coll == nil {
+		return nil
 	}
-	return out
+	return p.coll.Programs
 }
 
 func validateRingBufSize(n uint32) error {

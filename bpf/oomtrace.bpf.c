@@ -2,6 +2,9 @@
 //go:build ignore
 
 /*
+ * oomtrace's BPF programs: the OOM hooks, then page allocation failures.
+ * User space loads only the programs of the tier it picked per hook.
+ *
  * OOM hooks.
  *
  * mark_victim (tracepoint) fires once for every task the OOM killer marks,
@@ -16,7 +19,7 @@
  * mem_cgroup_out_of_memory (fentry/fexit, or kprobe/kretprobe) makes one
  * memcg_oom record per memcg OOM, also when no victim is found.
  *
- * User space loads only the programs of the tier it picked per hook.
+ * Page allocation failures: see the second part of this file.
  */
 #include "vmlinux.h"
 #include <bpf_core_read.h>
@@ -26,22 +29,9 @@
 #include "common.h"
 #include "events.h"
 #include "memcg.h"
+#include "oom.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/*
- * Last seen memory_events_local[MEMCG_OOM_KILL] per memcg (kernfs id).
- * The kill path raises that counter just before it marks the victim; a
- * victim marked without a raise was already exiting and got no SIGKILL.
- * User space seeds the cgroups that had kills before it started; a memcg
- * without an entry has had none.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} oom_kills_seen SEC(".maps");
 
 /* oom_kill_process() context of the thread running the OOM killer. */
 struct {
@@ -68,81 +58,13 @@ struct {
 	__type(value, struct memcg_oom_call);
 } memcg_oom_calls SEC(".maps");
 
-/*
- * Where no function hook runs, mark_victim groups its records into OOMs
- * itself: same trigger thread, same count of memcg OOMs along the victim's
- * cgroups, and close in time.
- */
-struct last_mark {
-	__u64 oom_id;
-	__u64 boot_ns;
-	__u64 oom_events;
-	__u32 tid;
-	__u32 _pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct last_mark);
-} last_mark SEC(".maps");
-
-/*
- * Source of oom_id: one per OOM. A per-CPU count with the CPU in the low
- * bits is unique without atomic fetch-and-add, which 5.10 lacks; memcg
- * OOMs in different cgroups start concurrently on different CPUs.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} oom_seq SEC(".maps");
-
-#define OOM_ID_CPU_BITS 12
-
 /* Make the record types visible to bpf2go -type. */
 const struct oom_kill_event *unused_oom_kill_event __attribute__((unused));
 const struct memcg_oom_event *unused_memcg_oom_event __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
-
-#define GROUP_MARK_WINDOW_NS 100000000ULL /* 100 ms */
-
-static __always_inline __u32 current_tid(void)
-{
-	return (__u32)bpf_get_current_pid_tgid();
-}
-
-static __always_inline __u64 next_oom_id(void)
-{
-	__u32 zero = 0;
-	__u64 *seq = bpf_map_lookup_elem(&oom_seq, &zero);
-
-	if (!seq)
-		return 0;
-	*seq += 1;
-	return *seq << OOM_ID_CPU_BITS | (bpf_get_smp_processor_id() & ((1 << OOM_ID_CPU_BITS) - 1));
-}
-
-/* True when the victim memcg's OOM kill counter rose since the last mark. */
-static __always_inline bool oom_kill_counted(struct mem_cgroup *memcg, __u64 *count)
-{
-	int ev = bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM_KILL);
-	__u64 id, *seen, prev = 0;
-
-	if (!memcg)
-		return true; /* no memcg to tell by: report what the kernel said */
-	id = BPF_CORE_READ(memcg_kn(memcg), id);
-	*count = BPF_CORE_READ(memcg, memory_events_local[ev].counter);
-	seen = bpf_map_lookup_elem(&oom_kills_seen, &id);
-	if (seen)
-		prev = *seen;
-	if (*count != prev && bpf_map_update_elem(&oom_kills_seen, &id, count, BPF_ANY))
-		counter_inc(COUNTER_SEEN_MAP_FULL);
-	return *count > prev;
-}
+const struct alloc_failure_event *unused_alloc_failure_event __attribute__((unused));
+const enum alloc_source *unused_alloc_source __attribute__((unused));
 
 /* mem_cgroup_get_oom_group(): is memory.oom.group set from the victim's
  * memcg up to the OOM domain? Only cgroup v2 has the knob; on v1 it stays 0. */
@@ -165,28 +87,6 @@ static __always_inline bool oom_group_set(struct task_struct *victim, struct mem
 	return false;
 }
 
-/* Groups tracepoint-only records into OOMs (see struct last_mark). */
-static __always_inline __u64 tracepoint_oom_id(struct oom_kill_event *e, __u32 tid)
-{
-	__u32 zero = 0;
-	struct last_mark *last = bpf_map_lookup_elem(&last_mark, &zero);
-	__u64 ooms = 0;
-
-	if (!last)
-		return 0;
-#pragma unroll
-	for (int i = 0; i < MEMCG_MAX_LEVELS; i++)
-		if (i < e->nr_levels)
-			ooms += e->levels[i].oom_events;
-	if (last->tid != tid || last->oom_events != ooms ||
-	    e->hdr.boot_ns - last->boot_ns > GROUP_MARK_WINDOW_NS)
-		last->oom_id = next_oom_id();
-	last->tid = tid;
-	last->oom_events = ooms;
-	last->boot_ns = e->hdr.boot_ns;
-	return last->oom_id;
-}
-
 static __always_inline int on_mark_victim(void *ctx, struct task_struct *victim)
 {
 	struct task_struct *trigger = (struct task_struct *)bpf_get_current_task();
@@ -197,9 +97,12 @@ static __always_inline int on_mark_victim(void *ctx, struct task_struct *victim)
 	struct oom_context *oc;
 	struct oom_kill_event *e;
 	__u64 kills = 0;
-	bool killed;
+	bool killed = true; /* no memcg to tell by: report what the kernel said */
 
-	killed = oom_kill_counted(victim_memcg, &kills);
+	if (victim_memcg) {
+		kills = memcg_oom_kills(victim_memcg);
+		killed = oom_kill_counted(memcg_id(victim_memcg), kills);
+	}
 	call = bpf_map_lookup_elem(&memcg_oom_calls, &tid);
 	if (call && killed)
 		call->victims++;
@@ -222,7 +125,8 @@ static __always_inline int on_mark_victim(void *ctx, struct task_struct *victim)
 		e->oom = *oc;
 	} else {
 		__builtin_memset(&e->oom, 0, sizeof(e->oom));
-		e->oom.oom_id = tracepoint_oom_id(e, tid);
+		e->oom.oom_id = tracepoint_oom_id(tid, levels_oom_events(e->levels, e->nr_levels),
+						  e->hdr.boot_ns);
 		e->oom.group_kill = oom_group_set(victim, NULL);
 	}
 	bpf_ringbuf_submit(e, 0);
@@ -303,7 +207,7 @@ static __always_inline void on_oom_kill_process(struct oom_control *oc)
 	c.oom_id = call ? call->oom_id : next_oom_id();
 	c.totalpages = BPF_CORE_READ(oc, totalpages);
 	c.chosen_points = BPF_CORE_READ(oc, chosen_points);
-	c.memcg_id = memcg ? BPF_CORE_READ(memcg_kn(memcg), id) : 0;
+	c.memcg_id = memcg ? memcg_id(memcg) : 0;
 	c.gfp_mask = BPF_CORE_READ(oc, gfp_mask);
 	c.order = BPF_CORE_READ(oc, order);
 	c.constraint = BPF_CORE_READ(oc, constraint);
@@ -417,5 +321,73 @@ SEC("kretprobe/mem_cgroup_out_of_memory")
 int BPF_KRETPROBE(kretprobe_memcg_oom, bool ret)
 {
 	on_memcg_oom_return(ctx, ret);
+	return 0;
+}
+
+/*
+ * High-order page allocation failures.
+ *
+ * warn_alloc() (kprobe) sits on the allocator's failure path only, so the
+ * allocation fast path pays nothing. It is variadic, so fentry cannot
+ * attach; on kernels without kprobes the tracepoint kmem:mm_page_alloc
+ * (tp_btf), which fires for every allocation, is filtered here to the
+ * failures (page == NULL) before anything else is done.
+ */
+
+/* Set by user space before load. GFP bit values differ between kernels:
+ * user space reads them from BTF where the kernel has them there. */
+const volatile __u32 alloc_min_order = 1;
+const volatile __u32 alloc_report_nowarn = 0;
+const volatile __u32 gfp_nowarn = 0x2000;
+
+/* Out of line: the program that runs on every allocation stays a few
+ * instructions long, and only failures pay for the call. */
+static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, __u32 source)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct alloc_failure_event *e;
+
+	if (order < alloc_min_order) {
+		counter_inc(COUNTER_ALLOC_BELOW_ORDER);
+		return;
+	}
+	if ((gfp_mask & gfp_nowarn) && !alloc_report_nowarn) {
+		counter_inc(COUNTER_ALLOC_NOWARN);
+		return;
+	}
+	e = reserve_event(struct alloc_failure_event, EVENT_ALLOC_FAILURE);
+	if (!e)
+		return;
+	read_task_info(&e->trigger, task);
+	e->order = order;
+	e->gfp_mask = gfp_mask;
+	e->source = source;
+	e->node = bpf_get_numa_node_id();
+	read_cgroup_path(&e->trigger_cgroup, memcg_kn(task_memcg(task)));
+	read_stack(&e->stack, ctx);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* warn_alloc(gfp, nodemask, fmt, ...): the page allocator calls it as
+ * warn_alloc(gfp, nodemask, "page allocation failure: order:%u", order).
+ * vmalloc calls it too, with other formats: those are not page failures. */
+SEC("kprobe/warn_alloc")
+int BPF_KPROBE(kprobe_warn_alloc, gfp_t gfp_mask, void *nodemask, const char *fmt)
+{
+	char prefix[8];
+
+	if (bpf_probe_read_kernel(prefix, sizeof(prefix), fmt) ||
+	    __builtin_memcmp(prefix, "page all", sizeof(prefix)))
+		return 0;
+	on_alloc_failure(ctx, (__u32)PT_REGS_PARM4(ctx), gfp_mask, ALLOC_SOURCE_WARN_ALLOC);
+	return 0;
+}
+
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(tp_mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype)
+{
+	if (page)
+		return 0;
+	on_alloc_failure(ctx, order, gfp_flags, ALLOC_SOURCE_MM_PAGE_ALLOC);
 	return 0;
 }

@@ -81,7 +81,6 @@ func printReport(w io.Writer, r probe.Report, h cgroup.Hierarchy, herr error) {
 	for _, t := range tiers {
 		fmt.Fprintf(w, "tier %-10s %s %s\n", t, yes(r.Tiers[t]), r.Tiers[t].Detail)
 	}
-	fmt.Fprintf(w, "tracefs         %s %s\n", yes(r.Tracefs), r.Tracefs.Detail)
 	if herr != nil {
 		fmt.Fprintf(w, "memory cgroup   no  %v\n", herr)
 	} else {

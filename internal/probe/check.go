@@ -3,7 +3,6 @@
 package probe
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -37,7 +36,6 @@ type Report struct {
 	BTF        Support            `json:"btf"`
 	RingBuf    Support            `json:"ringbuf"`
 	Tiers      map[string]Support `json:"tiers"`
-	Tracefs    Support            `json:"tracefs"`
 	Hooks      []HookReport       `json:"hooks"`
 	CanTrace   bool               `json:"can_trace_oom_kills"`
 	Conclusion string             `json:"conclusion"`
@@ -79,7 +77,6 @@ func Check(forced Tier) Report {
 	} else {
 		r.Tiers[TierTracepoint.String()] = supported("tp_btf")
 	}
-	r.Tracefs = checkTracefs()
 
 	p, err := Load(Config{RingBufSize: uint32(os.Getpagesize()), Tier: forced, AllocFailures: true, AllocMinOrder: 1})
 	if err != nil {
@@ -123,13 +120,4 @@ func markVictimFormat(spec *btf.Spec) (string, error) {
 		return "full", nil
 	}
 	return "pid", nil
-}
-
-func checkTracefs() Support {
-	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
-		if _, err := os.Stat(dir + "/events"); err == nil {
-			return supported(dir)
-		}
-	}
-	return missing(errors.New("tracefs not mounted (mount -t tracefs tracefs /sys/kernel/tracing); only perf tracepoints need it, tp_btf does not"))
 }

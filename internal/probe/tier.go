@@ -14,7 +14,8 @@ const (
 	TierFentry
 	// TierKprobe: kprobe/kretprobe, needs CONFIG_KPROBES.
 	TierKprobe
-	// TierTracepoint: tp_btf or perf tracepoints, stable but fewer fields.
+	// TierTracepoint: tp_btf (BTF-typed raw tracepoints), stable but sees
+	// less: only what the tracepoints pass.
 	TierTracepoint
 )
 

@@ -97,17 +97,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		return stats, err
 	}
 	defer probes.Close()
-	for _, c := range probes.Choices {
-		fields := []zap.Field{zap.String("hook", c.Hook), zap.Stringer("tier", c.Tier), zap.String("detail", c.Detail)}
-		if len(c.Skipped) > 0 {
-			fields = append(fields, zap.Strings("passed_over", c.Skipped))
-		}
-		if c.Tier == probe.TierNone {
-			log.Warn("hook not attached", fields...)
-			continue
-		}
-		log.Info("attached", fields...)
-	}
+	logChoices(probes.Choices, log)
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte("ready\n"), 0o644); err != nil {
 			return stats, fmt.Errorf("write --ready-file: %w", err)
@@ -134,13 +124,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		readErr <- readLoop(probes, dec, queue, &queueDrops, &decodeErrors, log)
 	}()
 
-	go func() {
-		<-ctx.Done()
-		log.Info("stopping: detaching probes and draining the ring buffer")
-		if err := probes.Detach(); err != nil {
-			log.Warn("detach", zap.Error(err))
-		}
-	}()
+	defer detachWhenDone(ctx, probes, log)()
 
 	seen := newVictimSet(4096)
 	ticker := time.NewTicker(cfg.StatsInterval)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -132,7 +131,10 @@ type Choice struct {
 	Detail string `json:"detail"`
 	// Skipped says, for each better form passed over, why.
 	Skipped []string `json:"skipped,omitempty"`
-	form    *form
+	// NotNeeded: the hook is not attached because this kernel does not
+	// need it (not because it cannot be).
+	NotNeeded bool `json:"-"`
+	form      *form
 }
 
 // env is what the kernel offers, probed once per start.
@@ -274,7 +276,7 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 			}
 			err := e.usable(f)
 			if errors.Is(err, errNotNeeded) {
-				c.Detail, c.Skipped = err.Error(), nil
+				c.Detail, c.Skipped, c.NotNeeded = err.Error(), nil, true
 				break
 			}
 			if err != nil {
@@ -287,7 +289,7 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 			c.Tier, c.Detail, c.form = f.tier, f.detail, f
 			break
 		}
-		if c.form == nil && strings.HasPrefix(c.Detail, errNotNeeded.Error()) {
+		if c.NotNeeded {
 			out = append(out, c)
 			continue
 		}

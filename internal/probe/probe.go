@@ -178,21 +178,28 @@ var ErrDrained = errors.New("ring buffer drained")
 
 // Detach removes every hook, so no new record is written, and makes
 // ReadInto return the records still buffered, then ErrDrained.
+// The agent calls it once, when it is asked to stop.
 func (p *Probes) Detach() error {
-	var errs []error
-	for _, l := range p.links {
-		errs = append(errs, l.Close())
-	}
-	p.links = nil
+	errs := []error{p.closeLinks()}
 	if p.reader != nil {
 		errs = append(errs, p.reader.Flush())
 	}
 	return errors.Join(errs...)
 }
 
-// Close detaches the hooks and frees every kernel object.
+func (p *Probes) closeLinks() error {
+	var errs []error
+	for _, l := range p.links {
+		errs = append(errs, l.Close())
+	}
+	p.links = nil
+	return errors.Join(errs...)
+}
+
+// Close frees every kernel object. Hooks still attached (Load failed
+// part way, or the caller never detached) are removed with them.
 func (p *Probes) Close() error {
-	errs := []error{p.Detach()}
+	errs := []error{p.closeLinks()}
 	if p.reader != nil {
 		errs = append(errs, p.reader.Close())
 	}

@@ -41,6 +41,9 @@ type Report struct {
 	Conclusion string             `json:"conclusion"`
 }
 
+// cannotTrace begins check's conclusion when Load fails; the reason follows.
+const cannotTrace = "OOM kills cannot be traced on this kernel: "
+
 // Check probes this kernel for what oomtrace needs, with the tier forced
 // as the agent would be. It loads and attaches the real programs for a
 // moment, so it needs the agent's privileges; without them it says so.
@@ -61,8 +64,8 @@ func Check(forced Tier) Report {
 	} else {
 		r.RingBuf = supported("")
 	}
-	e := newEnv()
-	if err := e.fentryWorks("oom_kill_process"); err != nil {
+	e := probeKernel()
+	if err := e.fentryOn("oom_kill_process"); err != nil {
 		r.Tiers[TierFentry.String()] = missing(err)
 	} else {
 		r.Tiers[TierFentry.String()] = supported("BPF trampolines")
@@ -72,7 +75,7 @@ func Check(forced Tier) Report {
 	} else {
 		r.Tiers[TierKprobe.String()] = supported("kprobe PMU")
 	}
-	if err := e.tracepointExists("mark_victim"); err != nil {
+	if err := e.tracepoint("mark_victim"); err != nil {
 		r.Tiers[TierTracepoint.String()] = missing(err)
 	} else {
 		r.Tiers[TierTracepoint.String()] = supported("tp_btf")
@@ -80,8 +83,8 @@ func Check(forced Tier) Report {
 
 	p, err := Load(Config{RingBufSize: uint32(os.Getpagesize()), Tier: forced, AllocFailures: true, AllocMinOrder: 1})
 	if err != nil {
-		r.Conclusion = "OOM kills cannot be traced on this kernel: " + err.Error()
-		if choices, cerr := choose(e, forced); cerr == nil {
+		r.Conclusion = cannotTrace + err.Error()
+		if choices, cerr := choose(e.kernel, forced); cerr == nil {
 			r.Hooks = reports(choices)
 		}
 		return r
@@ -99,25 +102,4 @@ func reports(choices []Choice) []HookReport {
 		out = append(out, HookReport{Hook: c.Hook, Tier: c.Tier.String(), Detail: c.Detail, Skipped: c.Skipped})
 	}
 	return out
-}
-
-// markVictimFormat tells the tracepoint's two prototypes apart from BTF.
-func markVictimFormat(spec *btf.Spec) (string, error) {
-	typ, err := spec.AnyTypeByName("btf_trace_mark_victim")
-	if err != nil {
-		return "", fmt.Errorf("tracepoint oom:mark_victim not in kernel BTF: %w", err)
-	}
-	proto, ok := btf.UnderlyingType(typ).(*btf.Pointer)
-	if !ok {
-		return "", fmt.Errorf("btf_trace_mark_victim is %s, want a function pointer", typ)
-	}
-	fn, ok := proto.Target.(*btf.FuncProto)
-	if !ok || len(fn.Params) < 2 {
-		return "", fmt.Errorf("btf_trace_mark_victim has an unexpected prototype")
-	}
-	// Params[0] is the context; then either (int pid) or (task, uid).
-	if _, isPtr := btf.UnderlyingType(fn.Params[1].Type).(*btf.Pointer); isPtr {
-		return "full", nil
-	}
-	return "pid", nil
 }

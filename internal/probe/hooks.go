@@ -5,16 +5,9 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"os"
-
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
+	"strings"
 
 	"github.com/oomtrace/oomtrace/internal/bpf"
-	"github.com/oomtrace/oomtrace/internal/ksym"
 )
 
 type attachKind int
@@ -40,14 +33,16 @@ type form struct {
 	detail string
 	progs  []program
 	// usable says whether this kernel can take the form; nil means it can.
-	usable func(*env) error
+	usable func(kernel) error
 }
 
 // hook is something oomtrace watches, with its forms, best first.
 type hook struct {
 	name     string
 	required bool // without it oomtrace cannot do its job
-	forms    []form
+	// needed says whether this kernel needs the hook at all; nil: it does.
+	needed func(kernel) error
+	forms  []form
 }
 
 var hooks = []hook{
@@ -57,10 +52,10 @@ var hooks = []hook{
 		forms: []form{
 			{tier: TierTracepoint, detail: "tp_btf, full format (task, uid)",
 				progs:  []program{{bpf.OomtraceProgMarkVictim, attachTPBTF, "mark_victim"}},
-				usable: func(e *env) error { return e.markVictimFormatIs("full") }},
+				usable: func(k kernel) error { return k.markVictimFormatIs(markVictimFull) }},
 			{tier: TierTracepoint, detail: "tp_btf, pid-only format (kernels before the 6.9 change): victim read from oom_kill_process",
 				progs:  []program{{bpf.OomtraceProgMarkVictimPid, attachTPBTF, "mark_victim"}},
-				usable: func(e *env) error { return e.markVictimFormatIs("pid") }},
+				usable: func(k kernel) error { return k.markVictimFormatIs(markVictimPid) }},
 		},
 	},
 	{
@@ -72,13 +67,19 @@ var hooks = []hook{
 	{
 		// Only the pid-only mark_victim needs it: to find each victim's task.
 		name: "__oom_kill_process",
+		needed: func(k kernel) error {
+			if k.markVictimErr == nil && k.markVictim != markVictimPid {
+				return errors.New("mark_victim passes the victim's task")
+			}
+			return nil
+		},
 		forms: []form{
 			{tier: TierFentry, detail: "fentry: the task of each victim, for the pid-only mark_victim", progs: []program{
 				{bpf.OomtraceProgFentryOomKillOne, attachFentry, "__oom_kill_process"},
-			}, usable: needPidFormat},
+			}},
 			{tier: TierKprobe, detail: "kprobe: the task of each victim, for the pid-only mark_victim", progs: []program{
 				{bpf.OomtraceProgKprobeOomKillOne, attachKprobe, "__oom_kill_process"},
-			}, usable: needPidFormat},
+			}},
 		},
 	},
 	{
@@ -114,16 +115,6 @@ func entryExitForms(fn, fentry, fexit, kprobe, kretprobe string) []form {
 	}
 }
 
-// errNotNeeded marks a hook this kernel does not need at all.
-var errNotNeeded = errors.New("not needed on this kernel")
-
-func needPidFormat(e *env) error {
-	if e.markVictimFormatIs("pid") != nil {
-		return fmt.Errorf("%w: mark_victim passes the victim's task", errNotNeeded)
-	}
-	return nil
-}
-
 // Choice is the form picked for a hook, or why none was.
 type Choice struct {
 	Hook   string `json:"hook"`
@@ -137,177 +128,47 @@ type Choice struct {
 	form      *form
 }
 
-// env is what the kernel offers, probed once per start.
-type env struct {
-	btf      *btf.Spec
-	syms     *ksym.Table
-	symsErr  error
-	fentry   map[string]error // per function: can fentry attach?
-	kprobe   map[string]error
-	mvFormat string
-	mvErr    error
-}
-
-func newEnv() *env {
-	e := &env{fentry: map[string]error{}, kprobe: map[string]error{}}
-	e.btf, _ = btf.LoadKernelSpec()
-	e.syms, e.symsErr = ksym.Load()
-	if e.btf != nil {
-		e.mvFormat, e.mvErr = markVictimFormat(e.btf)
-	} else {
-		e.mvErr = ErrNoBTF
-	}
-	return e
-}
-
-func (e *env) markVictimFormatIs(want string) error {
-	if e.mvErr != nil {
-		return e.mvErr
-	}
-	if e.mvFormat != want {
-		return fmt.Errorf("kernel has the %s format of mark_victim", e.mvFormat)
-	}
-	return nil
-}
-
-// usable says whether this kernel can attach every program of f.
-func (e *env) usable(f *form) error {
-	if f.usable != nil {
-		if err := f.usable(e); err != nil {
-			return err
+// targets lists what the hooks' programs attach to, by how each is
+// probed: fentry functions, kprobe functions, tracepoints.
+func targets() (fentry, kprobe, tracepoints []string) {
+	seen := map[string]bool{}
+	add := func(list *[]string, kind, target string) {
+		if !seen[kind+target] {
+			seen[kind+target] = true
+			*list = append(*list, target)
 		}
 	}
-	for _, p := range f.progs {
-		var err error
-		switch p.kind {
-		case attachFentry, attachFexit:
-			err = e.fentryWorks(p.target)
-		case attachKprobe, attachKretprobe:
-			_, err = e.kprobeSymbol(p.target)
-		case attachTPBTF:
-			err = e.tracepointExists(p.target)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *env) tracepointExists(tp string) error {
-	if e.btf == nil {
-		return ErrNoBTF
-	}
-	if _, err := e.btf.AnyTypeByName("btf_trace_" + tp); err != nil {
-		return fmt.Errorf("tracepoint %s not in kernel BTF", tp)
-	}
-	return nil
-}
-
-// fentryWorks loads a trivial fentry program on fn: the kernel may have
-// BTF for fn and still refuse trampolines (seen as EPERM before the
-// verifier runs, on kernels built without them).
-func (e *env) fentryWorks(fn string) error {
-	if err, ok := e.fentry[fn]; ok {
-		return err
-	}
-	err := func() error {
-		if e.btf == nil {
-			return ErrNoBTF
-		}
-		var f *btf.Func
-		if err := e.btf.TypeByName(fn, &f); err != nil {
-			return fmt.Errorf("%s not in kernel BTF (inlined, or not built in)", fn)
-		}
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn, License: "GPL",
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-		})
-		if err != nil {
-			if errors.Is(err, unix.EPERM) {
-				return fmt.Errorf("kernel refuses fentry programs (EPERM before verification: no BPF trampoline support)")
+	for _, h := range hooks {
+		for _, f := range h.forms {
+			for _, p := range f.progs {
+				switch p.kind {
+				case attachFentry, attachFexit:
+					add(&fentry, "fentry:", p.target)
+				case attachKprobe, attachKretprobe:
+					add(&kprobe, "kprobe:", p.target)
+				case attachTPBTF:
+					add(&tracepoints, "tp:", p.target)
+				}
 			}
-			return fmt.Errorf("load fentry program on %s: %w", fn, err)
 		}
-		defer prog.Close()
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-		if err != nil {
-			return fmt.Errorf("attach fentry to %s: %w", fn, err)
-		}
-		return l.Close()
-	}()
-	e.fentry[fn] = err
-	return err
+	}
+	return fentry, kprobe, tracepoints
 }
 
-// kprobeSymbol finds the symbol to probe for fn and checks kprobes work.
-func (e *env) kprobeSymbol(fn string) (string, error) {
-	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err != nil {
-		if _, err2 := os.Stat("/sys/kernel/tracing/kprobe_events"); err2 != nil {
-			return "", errors.New("no kprobes: kernel built without CONFIG_KPROBES")
-		}
-	}
-	if e.syms == nil {
-		return "", e.symsErr
-	}
-	sym, ok := e.syms.Find(fn)
-	if !ok {
-		return "", fmt.Errorf("%s not in /proc/kallsyms", fn)
-	}
-	return sym, nil
-}
-
-// choose picks a form per hook. forced, when set, is the tier every hook
-// that has it must use; hooks without it use their best lower tier.
-func choose(e *env, forced Tier) ([]Choice, error) {
+// choose picks a form per hook from what kernel k offers; it touches
+// nothing else. forced, when set, is the tier every hook that has it must
+// use; hooks without it use their best lower tier. It fails, saying why,
+// when OOM kills cannot be traced that way.
+func choose(k kernel, forced Tier) ([]Choice, error) {
 	var out []Choice
 	for _, h := range hooks {
-		c := Choice{Hook: h.name, Tier: TierNone}
-		var forcedWhy string // why the forced tier's form cannot be used
-		hasForced := false
-		for _, f := range h.forms {
-			hasForced = hasForced || f.tier == forced
-		}
-		for i := range h.forms {
-			f := &h.forms[i]
-			if forced != TierNone && (hasForced && f.tier != forced || !hasForced && f.tier < forced) {
-				c.Skipped = append(c.Skipped, fmt.Sprintf("%s: not the forced tier", f.tier))
-				continue
-			}
-			err := e.usable(f)
-			if errors.Is(err, errNotNeeded) {
-				c.Detail, c.Skipped, c.NotNeeded = err.Error(), nil, true
-				break
-			}
-			if err != nil {
-				c.Skipped = append(c.Skipped, fmt.Sprintf("%s (%s): %v", f.tier, f.detail, err))
-				if f.tier == forced {
-					forcedWhy = err.Error()
-				}
-				continue
-			}
-			c.Tier, c.Detail, c.form = f.tier, f.detail, f
-			break
-		}
-		if c.NotNeeded {
-			out = append(out, c)
-			continue
-		}
-		if c.form == nil {
-			switch {
-			case forced != TierNone && hasForced:
-				return nil, fmt.Errorf("--tier=%s: %s cannot use it on this kernel: %s", forced, h.name, forcedWhy)
-			case h.required:
-				return nil, fmt.Errorf("cannot trace %s on this kernel: %s", h.name, joinSkipped(c.Skipped))
-			}
-			c.Detail = "not attached: " + joinSkipped(c.Skipped)
-			c.Skipped = nil
+		c, err := chooseForm(k, h, forced)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, c)
 	}
-	// The pid-only mark_victim finds victims through the kill path's hooks.
-	if out[0].form != nil && out[0].form.usable != nil && e.markVictimFormatIs("pid") == nil && out[1].form == nil {
-		err := fmt.Errorf("cannot trace OOM kills: this kernel's oom:mark_victim passes only a pid, and reading the victim then needs a hook on oom_kill_process (fentry or kprobe): %s", out[1].Detail)
+	if err := pidMarkVictimHasKillPath(k, out); err != nil {
 		if forced != TierNone {
 			err = fmt.Errorf("--tier=%s: %w", forced, err)
 		}
@@ -316,33 +177,57 @@ func choose(e *env, forced Tier) ([]Choice, error) {
 	return out, nil
 }
 
-func joinSkipped(s []string) string {
-	if len(s) == 0 {
-		return "no form of this tier"
+// chooseForm picks the best form of h that k allows and forced permits.
+func chooseForm(k kernel, h hook, forced Tier) (Choice, error) {
+	c := Choice{Hook: h.name, Tier: TierNone}
+	if h.needed != nil {
+		if why := h.needed(k); why != nil {
+			c.Detail, c.NotNeeded = "not needed on this kernel: "+why.Error(), true
+			return c, nil
+		}
 	}
-	out := s[0]
-	for _, x := range s[1:] {
-		out += "; " + x
+	var forcedWhy string // why the forced tier's form cannot be used
+	hasForced := false
+	for _, f := range h.forms {
+		hasForced = hasForced || f.tier == forced
 	}
-	return out
+	for i := range h.forms {
+		f := &h.forms[i]
+		if forced != TierNone && (hasForced && f.tier != forced || !hasForced && f.tier < forced) {
+			c.Skipped = append(c.Skipped, fmt.Sprintf("%s: not the forced tier", f.tier))
+			continue
+		}
+		if err := k.usable(f); err != nil {
+			c.Skipped = append(c.Skipped, fmt.Sprintf("%s (%s): %v", f.tier, f.detail, err))
+			if f.tier == forced {
+				forcedWhy = err.Error()
+			}
+			continue
+		}
+		c.Tier, c.Detail, c.form = f.tier, f.detail, f
+		return c, nil
+	}
+	switch {
+	case forced != TierNone && hasForced:
+		return c, fmt.Errorf("--tier=%s: %s cannot use it on this kernel: %s", forced, h.name, forcedWhy)
+	case h.required:
+		return c, fmt.Errorf("cannot trace %s on this kernel: %s", h.name, strings.Join(c.Skipped, "; "))
+	}
+	c.Detail = "not attached: " + strings.Join(c.Skipped, "; ")
+	c.Skipped = nil
+	return c, nil
 }
 
-// attach attaches one loaded program.
-func (e *env) attach(p program, prog *ebpf.Program) (link.Link, error) {
-	switch p.kind {
-	case attachFentry, attachFexit:
-		return link.AttachTracing(link.TracingOptions{Program: prog})
-	case attachTPBTF:
-		return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-	case attachKprobe, attachKretprobe:
-		sym, err := e.kprobeSymbol(p.target)
-		if err != nil {
-			return nil, err
-		}
-		if p.kind == attachKretprobe {
-			return link.Kretprobe(sym, prog, nil)
-		}
-		return link.Kprobe(sym, prog, nil)
+// pidMarkVictimHasKillPath: the pid-only mark_victim finds each victim
+// through the hook on oom_kill_process; without it no kill can be read.
+func pidMarkVictimHasKillPath(k kernel, choices []Choice) error {
+	if k.markVictimFormatIs(markVictimPid) != nil {
+		return nil
 	}
-	return nil, fmt.Errorf("unknown attach kind %d", p.kind)
+	for _, c := range choices {
+		if c.Hook == "oom_kill_process" && c.form == nil {
+			return fmt.Errorf("cannot trace OOM kills: this kernel's oom:mark_victim passes only a pid, and reading the victim then needs a hook on oom_kill_process (fentry or kprobe): %s", c.Detail)
+		}
+	}
+	return nil
 }

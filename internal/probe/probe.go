@@ -77,8 +77,8 @@ func Load(cfg Config) (_ *Probes, err error) {
 		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", explainPerm(err))
 	}
 
-	e := newEnv()
-	choices, err := choose(e, cfg.Tier)
+	e := probeKernel()
+	choices, err := choose(e.kernel, cfg.Tier)
 	if err != nil {
 		return nil, err
 	}

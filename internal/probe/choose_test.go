@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package probe
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// kernelsDoc is the table the kernel matrix writes (make vmtest): per
+// Debian kernel and forced tier, the tier each hook got, or the refusal.
+// The chooser must give the same on the same kernel's description, so the
+// test and the document cannot disagree.
+const kernelsDoc = "../../docs/kernels.md"
+
+// docRow is one row of kernelsDoc.
+type docRow struct {
+	release, tier string
+	tiers         map[string]string // hook → tier, "none" when not attached
+	why           map[string]string // hook → why not attached (the notes)
+	refused       string            // the conclusion, when the tier was refused
+}
+
+// readKernelsDoc parses kernelsDoc's table and notes; hooks are its
+// columns.
+func readKernelsDoc(t *testing.T) (rows []*docRow, hookNames []string) {
+	t.Helper()
+	b, err := os.ReadFile(kernelsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := func(line string) []string {
+		c := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range c {
+			c[i] = strings.TrimSpace(c[i])
+		}
+		return c
+	}
+	byKey := map[string]*docRow{}
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "| kernel | --tier |"):
+			hookNames = cells(line)[2:]
+		case strings.HasPrefix(line, "|---"):
+		case strings.HasPrefix(line, "| "):
+			c := cells(line)
+			if len(c) != 2+len(hookNames) {
+				t.Fatalf("%s: row %q has %d cells, want %d", kernelsDoc, line, len(c), 2+len(hookNames))
+			}
+			r := &docRow{release: c[0], tier: c[1], tiers: map[string]string{}, why: map[string]string{}}
+			if refusal, ok := strings.CutPrefix(c[2], "refused: "); ok {
+				r.refused = refusal
+			} else {
+				for i, h := range hookNames {
+					r.tiers[h] = c[2+i]
+				}
+			}
+			rows = append(rows, r)
+			byKey[r.release+" "+r.tier] = r
+		case strings.HasPrefix(line, "- "):
+			// - <release>, --tier=<tier>, <hook>: <why>
+			release, rest, ok1 := strings.Cut(line[2:], ", --tier=")
+			tier, rest, ok2 := strings.Cut(rest, ", ")
+			hook, why, ok3 := strings.Cut(rest, ": ")
+			r := byKey[release+" "+tier]
+			if !ok1 || !ok2 || !ok3 || r == nil {
+				t.Fatalf("%s: note %q: want \"- <release>, --tier=<tier>, <hook>: <why>\" for a row of the table", kernelsDoc, line)
+			}
+			r.why[hook] = why
+		}
+	}
+	if len(rows) == 0 || len(hookNames) == 0 {
+		t.Fatalf("%s: no table found", kernelsDoc)
+	}
+	return rows, hookNames
+}
+
+// offering describes a kernel: BTF, both tracepoints, every function in
+// kallsyms, mark_victim in the given format, and fentry and kprobes
+// working or not (nil: they work).
+func offering(markVictim string, fentry, kprobes error) kernel {
+	k := kernel{markVictim: markVictim, kprobes: kprobes,
+		tracepoints: map[string]error{}, fentry: map[string]error{}, symbols: map[string]string{}}
+	fentryFns, kprobeFns, tps := targets()
+	for _, fn := range fentryFns {
+		k.fentry[fn] = fentry
+	}
+	for _, fn := range kprobeFns {
+		k.symbols[fn] = fn
+	}
+	for _, tp := range tps {
+		k.tracepoints[tp] = nil
+	}
+	return k
+}
+
+// debianMarkVictim is the one fact that tells the Debian kernels of
+// kernelsDoc apart here: the mark_victim format each release has. All of
+// them have BTF, kprobes and BPF trampolines.
+var debianMarkVictim = map[string]string{
+	"5.10": markVictimPid, // 5.10.0-32: the change was not backported
+	"6.1":  markVictimFull,
+	"6.12": markVictimFull,
+}
+
+func series(release string) string {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return release
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// checkChoice compares choose's answer with what is expected of it.
+func checkChoice(t *testing.T, got []Choice, err error, want *docRow) {
+	t.Helper()
+	if want.refused != "" {
+		if err == nil {
+			t.Fatalf("chose %v, want the refusal %q", tiersOf(got), want.refused)
+		}
+		// kernelsDoc holds check's conclusion, with "|" written as "/".
+		if conclusion := strings.ReplaceAll(cannotTrace+err.Error(), "|", "/"); conclusion != want.refused {
+			t.Errorf("refusal\n  %q\nwant\n  %q", conclusion, want.refused)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("refused (%v), want %v", err, want.tiers)
+	}
+	if g := tiersOf(got); !mapsEqual(g, want.tiers) {
+		t.Errorf("tiers %v, want %v", g, want.tiers)
+	}
+	for _, c := range got {
+		if w, ok := want.why[c.Hook]; ok && c.Detail != w {
+			t.Errorf("%s: not attached because %q, want %q", c.Hook, c.Detail, w)
+		}
+	}
+}
+
+func tiersOf(choices []Choice) map[string]string {
+	m := map[string]string{}
+	for _, c := range choices {
+		m[c.Hook] = c.Tier.String()
+	}
+	return m
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+var forcedTiers = []Tier{TierNone, TierFentry, TierKprobe, TierTracepoint}
+
+// Every row of docs/kernels.md, from a description of its kernel alone.
+// The table has no row for the default (no --tier); on these kernels,
+// where fentry works, the default is the fentry row: the best tier of
+// each hook.
+func TestChooseDebianKernels(t *testing.T) {
+	rows, hookNames := readKernelsDoc(t)
+	var names []string
+	for _, h := range hooks {
+		names = append(names, h.name)
+	}
+	if !slices.Equal(hookNames, names) {
+		t.Fatalf("%s has columns for hooks %v, the chooser has %v: regenerate it (make vmtest)", kernelsDoc, hookNames, names)
+	}
+	byKernel := map[string]map[string]*docRow{}
+	for _, r := range rows {
+		if byKernel[r.release] == nil {
+			byKernel[r.release] = map[string]*docRow{}
+		}
+		byKernel[r.release][r.tier] = r
+	}
+	for release, byTier := range byKernel {
+		mv, ok := debianMarkVictim[series(release)]
+		if !ok {
+			t.Errorf("%s lists kernel %s: say here which mark_victim format it has", kernelsDoc, release)
+			continue
+		}
+		k := offering(mv, nil, nil)
+		for _, forced := range forcedTiers {
+			want := byTier[forced.String()]
+			if forced == TierNone {
+				want = byTier[TierFentry.String()]
+			}
+			t.Run(release+"/--tier="+forced.String(), func(t *testing.T) {
+				if want == nil {
+					t.Fatalf("%s has no row for --tier=%s", kernelsDoc, forced)
+				}
+				got, err := choose(k, forced)
+				checkChoice(t, got, err, want)
+			})
+		}
+	}
+	for s := range debianMarkVictim {
+		found := false
+		for release := range byKernel {
+			found = found || series(release) == s
+		}
+		if !found {
+			t.Errorf("%s has no %s kernel: the matrix must cover it", kernelsDoc, s)
+		}
+	}
+}
+
+// This machine's kernel (6.18): full mark_victim, no kprobes, and BPF
+// trampolines refused. Only the tracepoint tier works; forcing another
+// refuses and says why.
+func TestChooseNoKprobesNoFentry(t *testing.T) {
+	noFentry := errors.New("kernel refuses fentry programs (EPERM before verification: no BPF trampoline support)")
+	noKprobes := errors.New("no kprobes: kernel built without CONFIG_KPROBES")
+	k := offering(markVictimFull, noFentry, noKprobes)
+	tracepointOnly := map[string]string{
+		"oom:mark_victim":          "tracepoint",
+		"oom_kill_process":         "none",
+		"__oom_kill_process":       "none",
+		"mem_cgroup_out_of_memory": "none",
+		"page_alloc_failure":       "tracepoint",
+	}
+	for _, tc := range []struct {
+		forced      Tier
+		tiers       map[string]string
+		refusedWith string // in the refusal
+	}{
+		{TierNone, tracepointOnly, ""},
+		{TierTracepoint, tracepointOnly, ""},
+		{TierFentry, nil, "--tier=fentry: oom_kill_process cannot use it on this kernel: " + noFentry.Error()},
+		{TierKprobe, nil, "--tier=kprobe: oom_kill_process cannot use it on this kernel: " + noKprobes.Error()},
+	} {
+		t.Run("--tier="+tc.forced.String(), func(t *testing.T) {
+			got, err := choose(k, tc.forced)
+			if tc.refusedWith != "" {
+				if err == nil || err.Error() != tc.refusedWith {
+					t.Fatalf("got %v, %v; want the refusal %q", tiersOf(got), err, tc.refusedWith)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := tiersOf(got); !mapsEqual(g, tc.tiers) {
+				t.Errorf("tiers %v, want %v", g, tc.tiers)
+			}
+			for _, c := range got {
+				notNeeded := c.Hook == "__oom_kill_process"
+				if c.NotNeeded != notNeeded {
+					t.Errorf("%s: NotNeeded %v, want %v (%s)", c.Hook, c.NotNeeded, notNeeded, c.Detail)
+				}
+				if c.Tier == TierNone && !notNeeded && !strings.Contains(c.Detail, "not attached: ") {
+					t.Errorf("%s: detail %q: want why it is not attached", c.Hook, c.Detail)
+				}
+			}
+		})
+	}
+}

@@ -106,7 +106,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 
 	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"))
-	dec := &event.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
+	dec := &probe.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
 	if probes.Symbols != nil {
 		dec.Symbols = probes.Symbols
 	} else {
@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 // readLoop moves records from the ring buffer to the queue until the
 // probes are detached and the ring buffer is empty. It never blocks on a
 // full queue: the kernel side must keep moving.
-func readLoop(p *probe.Probes, dec *event.Decoder, queue chan<- *event.Event, drops, decodeErrors *atomic.Uint64, log *zap.Logger) error {
+func readLoop(p *probe.Probes, dec *probe.Decoder, queue chan<- *event.Event, drops, decodeErrors *atomic.Uint64, log *zap.Logger) error {
 	var rec ringbuf.Record
 	for {
 		if err := p.ReadInto(&rec); err != nil {

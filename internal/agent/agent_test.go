@@ -64,7 +64,7 @@ func TestEnrichCutPathReadsNothing(t *testing.T) {
 		Event: event.KindOOMKill, Time: time.Now(), Constraint: event.ConstraintMemcg,
 		Victim:  &event.Victim{PID: 1 << 22, Cgroup: cut, CgroupTruncated: true},
 		Trigger: &event.Trigger{PID: 1 << 22, Cgroup: cut, CgroupTruncated: true},
-		Memcg:   &event.Memcg{Path: event.AncestorPath(cut, 1), PathTruncated: true, LimitBytes: 32 << 20, UsageBytes: 32 << 20},
+		Memcg:   &event.Memcg{Path: "/l1/l2/l3/l4/l5/l6/l7/l8/l9/l10/l11/l12/l13/l14/l15", PathTruncated: true, LimitBytes: 32 << 20, UsageBytes: 32 << 20},
 	}
 	en.enrich(e)
 	if m := e.Memcg; m.Stat != nil || m.StatDelayUS != nil || strings.Contains(m.StatError, "removed") || !strings.Contains(m.StatError, "cut") {

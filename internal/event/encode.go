@@ -3,8 +3,10 @@
 package event
 
 import (
+	"fmt"
 	"time"
 
+	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -13,6 +15,22 @@ import (
 // order below. Each MarshalLogObject writes the same keys as the type's
 // json tags, omitting exactly what omitempty omits; the round-trip test
 // (encode_test.go) holds the two together.
+
+// lineEncoder writes bare objects: no message, level or time keys of
+// zap's own, since the event writes all of its keys. EncodeEntry clones
+// it per call, so it is safe for concurrent use.
+var lineEncoder = zapcore.NewJSONEncoder(zapcore.EncoderConfig{LineEnding: zapcore.DefaultLineEnding})
+
+// EncodeLine encodes e as one line of JSON, newline included. zap's
+// encoder escapes what names chosen by others may hold (quotes, control
+// characters, invalid UTF-8). The caller frees the buffer.
+func EncodeLine(e *Event) (*buffer.Buffer, error) {
+	buf, err := lineEncoder.EncodeEntry(zapcore.Entry{}, []zapcore.Field{{Type: zapcore.InlineMarshalerType, Interface: e}})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", e.Event, err)
+	}
+	return buf, nil
+}
 
 // TimeFormat is RFC 3339 with all nine digits of nanoseconds, in UTC, so
 // lines sort as text and every line has the same shape.

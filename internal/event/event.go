@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package event defines the records oomtrace reports, one JSON object per
-// event (docs/events.md), and decodes them from the BPF ring buffer.
+// event (docs/events.md), and how they are encoded. Decoding the kernel's
+// records into events is internal/probe's, next to the ring buffer.
 //
 // The package owns that contract and imports nothing of the project: the
 // packages that read cgroups and /proc produce values, and this one

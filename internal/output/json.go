@@ -9,34 +9,26 @@ import (
 	"io"
 	"sync"
 
-	"go.uber.org/zap/zapcore"
-
 	"github.com/oomtrace/oomtrace/internal/event"
 )
 
-// JSONLines writes each event as one JSON object on its own line, encoded
-// by the event's own typed marshaler (zap's JSON encoder: escaping of
-// hostile names, no reflection). A line is written with one Write call,
-// and a failed or short write is returned, never swallowed.
+// JSONLines writes each event as one JSON object on its own line, as the
+// event package encodes it. A line is written with one Write call, and a
+// failed or short write is returned, never swallowed.
 type JSONLines struct {
-	mu  sync.Mutex
-	w   io.Writer
-	enc zapcore.Encoder
+	mu sync.Mutex
+	w  io.Writer
 }
 
 // NewJSONLines writes to w, which should be unbuffered or flushed by Sync.
-func NewJSONLines(w io.Writer) *JSONLines {
-	// No message, level or time keys: the event writes all of its keys.
-	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{LineEnding: zapcore.DefaultLineEnding})
-	return &JSONLines{w: w, enc: enc}
-}
+func NewJSONLines(w io.Writer) *JSONLines { return &JSONLines{w: w} }
 
 // Write writes one event. The line's time is when the kernel saw the
 // event, not when it was written.
 func (j *JSONLines) Write(e *event.Event) error {
-	buf, err := j.enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{{Type: zapcore.InlineMarshalerType, Interface: e}})
+	buf, err := event.EncodeLine(e)
 	if err != nil {
-		return fmt.Errorf("encode %s event: %w", e.Event, err)
+		return err
 	}
 	defer buf.Free()
 	j.mu.Lock()

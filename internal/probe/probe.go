@@ -2,7 +2,8 @@
 
 // Package probe loads oomtrace's BPF programs, picks per hook the best
 // tier the running kernel allows (fentry, kprobe, tracepoint), attaches
-// them, and reads their records from the ring buffer.
+// them, reads their records from the ring buffer, and decodes them into
+// events (decode.go).
 package probe
 
 import (

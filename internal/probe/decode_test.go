@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package event
+package probe
 
 import (
 	"encoding/binary"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/bpf"
+	"github.com/oomtrace/oomtrace/internal/event"
 )
 
 const pageSize = 4096
@@ -79,7 +80,7 @@ func TestDecodeOOMKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Event != KindOOMKill || e.Node != "node-1" || !e.Time.Equal(testEpoch.Add(1_500_000_123)) {
+	if e.Event != event.KindOOMKill || e.Node != "node-1" || !e.Time.Equal(testEpoch.Add(1_500_000_123)) {
 		t.Errorf("header: got event %q node %q time %v", e.Event, e.Node, e.Time)
 	}
 	v := e.Victim
@@ -97,8 +98,8 @@ func TestDecodeOOMKill(t *testing.T) {
 	}
 	// The pod's limit fired, not the container's: the kernel's "killed as
 	// a result of limit of /kubepods/burstable/podbc001ffa-...".
-	want := Memcg{Path: "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c", LimitBytes: 128974848, UsageBytes: 128974848, Failcnt: 3632}
-	if e.Constraint != ConstraintMemcg || e.Memcg == nil || *e.Memcg != want {
+	want := event.Memcg{Path: "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c", LimitBytes: 128974848, UsageBytes: 128974848, Failcnt: 3632}
+	if e.Constraint != event.ConstraintMemcg || e.Memcg == nil || *e.Memcg != want {
 		t.Errorf("memcg: constraint %q, got %+v, want %+v", e.Constraint, e.Memcg, want)
 	}
 }
@@ -110,8 +111,8 @@ func TestDecodeVictimExiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Event != KindOOMVictimExiting {
-		t.Errorf("event %q, want %q", e.Event, KindOOMVictimExiting)
+	if e.Event != event.KindOOMVictimExiting {
+		t.Errorf("event %q, want %q", e.Event, event.KindOOMVictimExiting)
 	}
 }
 
@@ -124,7 +125,7 @@ func TestDecodeGlobal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Constraint != ConstraintGlobal || e.Memcg != nil || e.Victim.Cgroup != "/" {
+	if e.Constraint != event.ConstraintGlobal || e.Memcg != nil || e.Victim.Cgroup != "/" {
 		t.Errorf("got constraint %q memcg %+v cgroup %q, want global with no memcg", e.Constraint, e.Memcg, e.Victim.Cgroup)
 	}
 }
@@ -140,10 +141,10 @@ func TestDecodeKernelConstraint(t *testing.T) {
 		want       string
 		wantMemcg  string // path of the memcg object; "" for none
 	}{
-		{"memcg at the pod", 3, podID, ConstraintMemcg, "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c"},
-		{"cpuset, victim's pod near its limit", 1, 0, ConstraintCpuset, ""},
-		{"mempolicy, victim's pod near its limit", 2, 0, ConstraintMempolicy, ""},
-		{"global, victim's pod near its limit", 0, 0, ConstraintGlobal, ""},
+		{"memcg at the pod", 3, podID, event.ConstraintMemcg, "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c"},
+		{"cpuset, victim's pod near its limit", 1, 0, event.ConstraintCpuset, ""},
+		{"mempolicy, victim's pod near its limit", 2, 0, event.ConstraintMempolicy, ""},
+		{"global, victim's pod near its limit", 0, 0, event.ConstraintGlobal, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := seed000Record()
@@ -171,11 +172,11 @@ func TestDecodeInferredConstraint(t *testing.T) {
 		name, trigger string
 		want          string
 	}{
-		{"trigger in the same container", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672", ConstraintMemcg},
-		{"trigger in a sibling container of the pod", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/other", ConstraintMemcg},
-		{"trigger in another pod", "/kubepods/besteffort/pod1", ConstraintGlobal},
-		{"trigger in a cgroup whose name extends the pod's", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c-x", ConstraintGlobal},
-		{"trigger at the root", "/", ConstraintGlobal},
+		{"trigger in the same container", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672", event.ConstraintMemcg},
+		{"trigger in a sibling container of the pod", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c/other", event.ConstraintMemcg},
+		{"trigger in another pod", "/kubepods/besteffort/pod1", event.ConstraintGlobal},
+		{"trigger in a cgroup whose name extends the pod's", "/kubepods/burstable/podbc001ffa-68fc-11e9-92d7-5ef9efd9374c-x", event.ConstraintGlobal},
+		{"trigger at the root", "/", event.ConstraintGlobal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := seed000Record()
@@ -184,7 +185,7 @@ func TestDecodeInferredConstraint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Constraint != tc.want || (e.Memcg != nil) != (tc.want == ConstraintMemcg) {
+			if e.Constraint != tc.want || (e.Memcg != nil) != (tc.want == event.ConstraintMemcg) {
 				t.Errorf("constraint %q memcg %+v, want %q", e.Constraint, e.Memcg, tc.want)
 			}
 		})

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package event
+package probe
 
 import (
 	"bytes"
@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/bpf"
+	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/gfp"
 )
 
-// Decoder turns ring buffer records into events.
+// Decoder turns ring buffer records (the C structs of bpf/events.h, as
+// bpf2go generated them) into events.
 type Decoder struct {
 	PageSize uint64
 	Node     string
@@ -37,7 +39,7 @@ var (
 
 // Decode decodes one record. It never panics on bad input: a short or
 // unknown record is an error naming what was expected.
-func (d *Decoder) Decode(raw []byte) (*Event, error) {
+func (d *Decoder) Decode(raw []byte) (*event.Event, error) {
 	var hdr bpf.OomtraceEventHeader
 	if _, err := binary.Decode(raw, binary.NativeEndian, &hdr); err != nil {
 		return nil, fmt.Errorf("record of %d bytes: want at least a %d-byte header", len(raw), headerSize)
@@ -68,27 +70,27 @@ func (d *Decoder) Decode(raw []byte) (*Event, error) {
 func kindName(k bpf.OomtraceEventKind) string {
 	switch k {
 	case bpf.OomtraceEventKindEVENT_OOM_KILL:
-		return KindOOMKill
+		return event.KindOOMKill
 	case bpf.OomtraceEventKindEVENT_OOM_VICTIM_EXITING:
-		return KindOOMVictimExiting
+		return event.KindOOMVictimExiting
 	case bpf.OomtraceEventKindEVENT_MEMCG_OOM:
-		return KindMemcgOOM
+		return event.KindMemcgOOM
 	case bpf.OomtraceEventKindEVENT_ALLOC_FAILURE:
-		return KindAllocFailure
+		return event.KindAllocFailure
 	}
 	return fmt.Sprintf("kind %d", k)
 }
 
 func (d *Decoder) bytes(pages uint64) uint64 { return pages * d.PageSize }
 
-func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *Event {
+func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *event.Event {
 	victimCgroup := cgroupPath(&r.VictimCgroup)
-	e := &Event{
+	e := &event.Event{
 		Event: kindName(bpf.OomtraceEventKind(r.Hdr.Kind)),
 		Time:  d.BootToWall(r.Hdr.BootNs),
 		Node:  d.Node,
 		OOMID: r.Oom.OomId,
-		Victim: &Victim{
+		Victim: &event.Victim{
 			PID:             r.Victim.Pid,
 			TID:             r.Victim.Tid,
 			NSPID:           r.Victim.NsPid,
@@ -97,7 +99,7 @@ func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *Event {
 			OOMScoreAdj:     r.Victim.OomScoreAdj,
 			Cgroup:          victimCgroup,
 			CgroupTruncated: r.VictimCgroup.Truncated != 0,
-			RSS: RSS{
+			RSS: event.RSS{
 				AnonBytes:  d.bytes(r.RssAnonPages),
 				FileBytes:  d.bytes(r.RssFilePages),
 				ShmemBytes: d.bytes(r.RssShmemPages),
@@ -116,14 +118,14 @@ func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *Event {
 		// oom_kill_process saw struct oom_control: the kernel's own
 		// constraint stands, whatever the page counters look like.
 		e.Constraint = constraintName(r.Oom.Constraint)
-		e.OOM = &OOMContext{
+		e.OOM = &event.OOMContext{
 			DomainBytes:  d.bytes(r.Oom.Totalpages),
 			ChosenPoints: r.Oom.ChosenPoints,
 			GFPMask:      r.Oom.GfpMask,
 			GFP:          d.gfpNames(r.Oom.GfpMask),
 			Order:        r.Oom.Order,
 		}
-		if e.Constraint == ConstraintMemcg {
+		if e.Constraint == event.ConstraintMemcg {
 			for i, l := range levels {
 				if l.CgroupID == r.Oom.MemcgId {
 					e.Memcg = d.memcg(AncestorPath(victimCgroup, i), e.Victim.CgroupTruncated, l)
@@ -138,11 +140,11 @@ func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *Event {
 	// of the trigger's cgroups; a victim whose own cgroup merely sits near
 	// its limit in a global OOM is not taken for a memcg OOM. Cut paths
 	// cannot be compared: the page counters alone decide then.
-	e.Constraint = ConstraintGlobal
+	e.Constraint = event.ConstraintGlobal
 	if i, ok := LimitLevel(levels); ok {
 		path := AncestorPath(victimCgroup, i)
 		if e.Victim.CgroupTruncated || e.Trigger.CgroupTruncated || IsAncestorOrSelf(path, e.Trigger.Cgroup) {
-			e.Constraint = ConstraintMemcg
+			e.Constraint = event.ConstraintMemcg
 			e.Memcg = d.memcg(path, e.Victim.CgroupTruncated, levels[i])
 		}
 	}
@@ -158,18 +160,18 @@ func IsAncestorOrSelf(anc, path string) bool {
 	return anc == "/" || path == anc || strings.HasPrefix(path, anc+"/")
 }
 
-func (d *Decoder) memcgOOM(r *bpf.OomtraceMemcgOomEvent) *Event {
+func (d *Decoder) memcgOOM(r *bpf.OomtraceMemcgOomEvent) *event.Event {
 	handled := r.VictimFound != 0
 	victims := r.Victims
 	found := victims > 0
-	e := &Event{
-		Event:       KindMemcgOOM,
+	e := &event.Event{
+		Event:       event.KindMemcgOOM,
 		Time:        d.BootToWall(r.Hdr.BootNs),
 		Node:        d.Node,
 		OOMID:       r.OomId,
 		Trigger:     d.trigger(&r.Trigger, &r.TriggerCgroup),
-		Constraint:  ConstraintMemcg,
-		OOM:         &OOMContext{GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Order: r.Order},
+		Constraint:  event.ConstraintMemcg,
+		OOM:         &event.OOMContext{GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Order: r.Order},
 		VictimFound: &found,
 		Victims:     &victims,
 		Handled:     &handled,
@@ -183,19 +185,19 @@ func (d *Decoder) memcgOOM(r *bpf.OomtraceMemcgOomEvent) *Event {
 	return e
 }
 
-func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *Event {
+func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *event.Event {
 	trig := d.trigger(&r.Trigger, &r.TriggerCgroup)
 	source := "warn_alloc"
 	if bpf.OomtraceAllocSource(r.Source) == bpf.OomtraceAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC {
 		source = "mm_page_alloc"
 	}
-	a := &Alloc{Order: r.Order, GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Node: r.Node, Source: source}
+	a := &event.Alloc{Order: r.Order, GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Node: r.Node, Source: source}
 	if d.GFP != nil {
 		a.NoWarn = r.GfpMask&d.GFP.Bit("__GFP_NOWARN") != 0
 		a.MemcgCharge = r.GfpMask&d.GFP.Bit("__GFP_ACCOUNT") != 0 && trig.Cgroup != "/" && trig.Cgroup != ""
 	}
-	return &Event{
-		Event:   KindAllocFailure,
+	return &event.Event{
+		Event:   event.KindAllocFailure,
 		Time:    d.BootToWall(r.Hdr.BootNs),
 		Node:    d.Node,
 		Trigger: trig,
@@ -204,14 +206,14 @@ func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *Event {
 	}
 }
 
-func (d *Decoder) trigger(t *bpf.OomtraceTaskInfo, cg *bpf.OomtraceCgroupPath) *Trigger {
-	return &Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg), CgroupTruncated: cg.Truncated != 0}
+func (d *Decoder) trigger(t *bpf.OomtraceTaskInfo, cg *bpf.OomtraceCgroupPath) *event.Trigger {
+	return &event.Trigger{PID: t.Pid, TID: t.Tid, NSPID: t.NsPid, Comm: cString(t.Comm[:]), Cgroup: cgroupPath(cg), CgroupTruncated: cg.Truncated != 0}
 }
 
 // memcg describes the cgroup at path; truncated says path was cut (or
 // derived from a cut path), so it is not whole.
-func (d *Decoder) memcg(path string, truncated bool, l Level) *Memcg {
-	return &Memcg{Path: path, PathTruncated: truncated, LimitBytes: d.bytes(l.MaxPages), UsageBytes: d.bytes(l.UsagePages), Failcnt: l.Failcnt}
+func (d *Decoder) memcg(path string, truncated bool, l Level) *event.Memcg {
+	return &event.Memcg{Path: path, PathTruncated: truncated, LimitBytes: d.bytes(l.MaxPages), UsageBytes: d.bytes(l.UsagePages), Failcnt: l.Failcnt}
 }
 
 func (d *Decoder) gfpNames(mask uint32) string {
@@ -232,13 +234,13 @@ func (d *Decoder) stack(s *bpf.OomtraceKernelStack) []string {
 func constraintName(c uint32) string {
 	switch c {
 	case 1:
-		return ConstraintCpuset
+		return event.ConstraintCpuset
 	case 2:
-		return ConstraintMempolicy
+		return event.ConstraintMempolicy
 	case 3:
-		return ConstraintMemcg
+		return event.ConstraintMemcg
 	}
-	return ConstraintGlobal
+	return event.ConstraintGlobal
 }
 
 func levelsOf(ls []bpf.OomtraceMemcgLevel) []Level {

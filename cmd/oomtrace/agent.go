@@ -43,14 +43,23 @@ already captured, and exits 0.`,
 
   # let a test or a probe script know when tracing has started
   sudo oomtrace agent --ready-file /run/oomtrace.ready`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
 			if err != nil {
 				return usageError{err}
 			}
 			defer log.Sync()
+			if err := probe.ValidateRingBufSize(ringBufSize); err != nil {
+				return usageError{fmt.Errorf("--ringbuf-size: %w", err)}
+			}
 			cfg.RingBufSize = ringBufSize
+			if cfg.QueueSize < 1 {
+				return usageError{fmt.Errorf("--queue-size %d: want 1 or more events", cfg.QueueSize)}
+			}
+			if cfg.StatsInterval <= 0 {
+				return usageError{fmt.Errorf("--stats-interval %s: want a positive duration, e.g. 10s", cfg.StatsInterval)}
+			}
 			if tier != "" {
 				if cfg.Tier, err = probe.ParseTier(tier); err != nil {
 					return usageError{fmt.Errorf("--tier: %w", err)}
@@ -66,9 +75,9 @@ already captured, and exits 0.`,
 			var out agent.Writer
 			switch outputFmt {
 			case "json":
-				out = output.NewJSONLines(os.Stdout)
+				out = output.NewJSONLines(cmd.OutOrStdout())
 			case "pretty":
-				out = output.NewPretty(os.Stdout)
+				out = output.NewPretty(cmd.OutOrStdout())
 			default:
 				return usageError{fmt.Errorf("--output %q: want json or pretty", outputFmt)}
 			}

@@ -29,7 +29,7 @@ cgroup hierarchy is. It loads and attaches the real programs for a moment,
 so run it as the agent runs (root). Exits 1 when OOM kills cannot be traced.`,
 		Example: `  sudo oomtrace check
   sudo oomtrace check --json | jq .hooks`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			forced := probe.TierNone
 			if tier != "" {
@@ -86,8 +86,10 @@ func printReport(w io.Writer, r probe.Report, h cgroup.Hierarchy, herr error) {
 	} else {
 		fmt.Fprintf(w, "memory cgroup   yes v%d at %s (%s layout)\n", h.Version, h.Mount, h.Mode)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-26s %-11s %s\n", "HOOK", "TIER", "DETAIL")
+	if len(r.Hooks) > 0 { // none when the forced tier was refused
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "%-26s %-11s %s\n", "HOOK", "TIER", "DETAIL")
+	}
 	for _, hk := range r.Hooks {
 		fmt.Fprintf(w, "%-26s %-11s %s\n", hk.Hook, hk.Tier, hk.Detail)
 		for _, s := range hk.Skipped {

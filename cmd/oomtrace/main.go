@@ -8,6 +8,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -24,6 +25,31 @@ const (
 type usageError struct{ error }
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs oomtrace with args and returns its exit code. Events and
+// reports go to stdout; errors go to stderr, a usage error with the
+// command to ask for help.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "oomtrace: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "oomtrace",
 		Short: "Trace OOM kills in the kernel, with the pod, the cgroup and the limit that fired",
@@ -40,16 +66,15 @@ kernel supports.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newAgentCmd(), newCheckCmd(), newVersionCmd())
+	return root
+}
 
-	if err := root.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "oomtrace: %v\n", err)
-		var ue usageError
-		if errors.As(err, &ue) || isCobraUsageError(err) {
-			fmt.Fprintln(os.Stderr, "Run 'oomtrace --help' for usage.")
-			os.Exit(exitUsage)
-		}
-		os.Exit(exitFailure)
+// noArgs refuses arguments, saying which and that none are taken.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
 	}
+	return nil
 }
 
 // isCobraUsageError recognises cobra's own errors for unknown commands and

@@ -22,10 +22,10 @@ func TestCLI(t *testing.T) {
 	}{
 		{"version", []string{"version"}, false, 0, []string{"oomtrace "}},
 		{"help teaches with examples", []string{"agent", "--help"}, false, 0, []string{"--ready-file", "Examples:", "SIGTERM"}},
-		{"unknown flag is a usage error", []string{"agent", "--bogus"}, false, 2, []string{"unknown flag: --bogus", "oomtrace --help"}},
+		{"unknown flag is a usage error", []string{"agent", "--bogus"}, false, 2, []string{"unknown flag: --bogus", "oomtrace agent --help"}},
 		{"unknown command is a usage error", []string{"frobnicate"}, false, 2, []string{"unknown command"}},
 		{"bad log level is a usage error", []string{"agent", "--log-level", "loud"}, false, 2, []string{`--log-level "loud": want debug, info, warn or error`}},
-		{"bad ring buffer size names the input", []string{"agent", "--ringbuf-size", "1000"}, false, 1, []string{"ring buffer size 1000: want a power of two"}},
+		{"bad ring buffer size names the input", []string{"agent", "--ringbuf-size", "1000"}, false, 2, []string{"ring buffer size 1000: want a power of two"}},
 		{"check reports the hook and its tier", []string{"check"}, false, 0, []string{"oom:mark_victim", "tracepoint", "OOM kills can be traced"}},
 		{"not root says what is needed", []string{"agent"}, true, 1, []string{"run as root, or grant CAP_BPF, CAP_PERFMON", "lacks CAP_BPF and CAP_PERFMON"}},
 	} {

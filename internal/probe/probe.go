@@ -64,7 +64,7 @@ func Load(cfg Config) (_ *Probes, err error) {
 	if cfg.RingBufSize == 0 {
 		cfg.RingBufSize = DefaultRingBufSize
 	}
-	if err := validateRingBufSize(cfg.RingBufSize); err != nil {
+	if err := ValidateRingBufSize(cfg.RingBufSize); err != nil {
 		return nil, err
 	}
 	if err := checkPrivileges(); err != nil {
@@ -258,7 +258,9 @@ func (p *Probes) Programs() map[string]*ebpf.Program {
 	return p.coll.Programs
 }
 
-func validateRingBufSize(n uint32) error {
+// ValidateRingBufSize says whether the kernel takes n bytes as the size
+// of the ring buffer.
+func ValidateRingBufSize(n uint32) error {
 	page := uint32(os.Getpagesize())
 	if n < page || n&(n-1) != 0 {
 		return fmt.Errorf("ring buffer size %d: want a power of two of at least %d bytes", n, page)

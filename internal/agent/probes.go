@@ -12,8 +12,9 @@ import (
 
 // logChoices says at start, per hook, which tier is attached. A hook this
 // kernel does not need (e.g. __oom_kill_process where mark_victim passes
-// the victim's task) is news, not a problem: info. A hook that is wanted
-// but cannot be attached means events will lack what it sees: a warning.
+// the victim's task) or one turned off (--alloc-failures=false) is news,
+// not a problem: info. A hook that is wanted but cannot be attached means
+// events will lack what it sees: a warning.
 func logChoices(choices []probe.Choice, log *zap.Logger) {
 	for _, c := range choices {
 		fields := []zap.Field{zap.String("hook", c.Hook), zap.Stringer("tier", c.Tier), zap.String("detail", c.Detail)}
@@ -23,6 +24,8 @@ func logChoices(choices []probe.Choice, log *zap.Logger) {
 		switch {
 		case c.NotNeeded:
 			log.Info("hook not needed on this kernel", fields...)
+		case c.Off:
+			log.Info("hook off", fields...)
 		case c.Tier == probe.TierNone:
 			log.Warn("hook not attached", fields...)
 		default:

@@ -23,6 +23,7 @@ func TestLogChoices(t *testing.T) {
 		{Hook: "oom:mark_victim", Tier: probe.TierTracepoint, Detail: "tp_btf, full format (task, uid)"},
 		{Hook: "__oom_kill_process", Tier: probe.TierNone, NotNeeded: true, Detail: "not needed on this kernel: mark_victim passes the victim's task"},
 		{Hook: "mem_cgroup_out_of_memory", Tier: probe.TierNone, Detail: "not attached: fentry (fentry/fexit): kernel refuses fentry programs; kprobe (kprobe/kretprobe): no kprobes"},
+		{Hook: "page_alloc_failure", Tier: probe.TierNone, Off: true, Detail: "off: --alloc-failures=false"},
 	}, zap.New(core))
 
 	want := map[string]struct {
@@ -32,6 +33,7 @@ func TestLogChoices(t *testing.T) {
 		"oom:mark_victim":          {zapcore.InfoLevel, "attached"},
 		"__oom_kill_process":       {zapcore.InfoLevel, "hook not needed on this kernel"},
 		"mem_cgroup_out_of_memory": {zapcore.WarnLevel, "hook not attached"},
+		"page_alloc_failure":       {zapcore.InfoLevel, "hook off"},
 	}
 	if n := logs.Len(); n != len(want) {
 		t.Fatalf("%d log entries, want one per hook: %+v", n, logs.All())

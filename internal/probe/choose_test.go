@@ -264,3 +264,19 @@ func TestChooseNoKprobesNoFentry(t *testing.T) {
 		})
 	}
 }
+
+// A hook the configuration turns off is not attached, whatever tier it
+// could have had, and says why.
+func TestTurnOff(t *testing.T) {
+	choices, err := choose(offering(markVictimFull, nil, nil), TierNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	turnOff(choices, "page_alloc_failure", "--alloc-failures=false")
+	for _, c := range choices {
+		off := c.Hook == "page_alloc_failure"
+		if c.Off != off || off && (c.Tier != TierNone || c.form != nil || c.Detail != "off: --alloc-failures=false") {
+			t.Errorf("%s: %+v; want off only page_alloc_failure, with no form and the reason", c.Hook, c)
+		}
+	}
+}

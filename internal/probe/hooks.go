@@ -125,7 +125,19 @@ type Choice struct {
 	// NotNeeded: the hook is not attached because this kernel does not
 	// need it (not because it cannot be).
 	NotNeeded bool `json:"-"`
-	form      *form
+	// Off: the hook is not attached because the configuration says so.
+	Off  bool `json:"-"`
+	form *form
+}
+
+// turnOff marks hook as not attached, for the reason the configuration
+// gives, whatever tier it could have had.
+func turnOff(choices []Choice, hook, why string) {
+	for i := range choices {
+		if choices[i].Hook == hook {
+			choices[i] = Choice{Hook: hook, Tier: TierNone, Detail: "off: " + why, Off: true}
+		}
+	}
 }
 
 // targets lists what the hooks' programs attach to, by how each is

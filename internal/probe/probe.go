@@ -83,6 +83,9 @@ func Load(cfg Config) (_ *Probes, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.AllocFailures {
+		turnOff(choices, "page_alloc_failure", "--alloc-failures=false")
+	}
 	p := &Probes{Choices: choices, Symbols: e.syms, GFP: gfp.FromBTF(e.btf)}
 	defer func() {
 		if err != nil {
@@ -92,7 +95,7 @@ func Load(cfg Config) (_ *Probes, err error) {
 
 	want := map[string]bool{}
 	for _, c := range choices {
-		if c.form == nil || (!cfg.AllocFailures && c.Hook == "page_alloc_failure") {
+		if c.form == nil {
 			continue
 		}
 		for _, pr := range c.form.progs {

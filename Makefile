@@ -10,7 +10,7 @@ LDFLAGS    := -s -w -X github.com/oomtrace/oomtrace/internal/version.Version=$(V
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build run test unit vmtest kernels check-generated vmlinux clean
+.PHONY: help deps generate build run test unit vmtest kernels check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -25,7 +25,7 @@ endif
 
 # Debian packages the tests and `make generate` need; `make deps` installs
 # the missing ones (root).
-APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev busybox-static qemu-system-x86 gcc-12 make
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,8 +93,8 @@ check-generated: ## regenerate BPF objects and fail if they differ from the comm
 		[ -z "$$changed" ] || { echo "$$changed" >&2; echo "generated BPF code differs from the committed code: run make generate and commit" >&2; exit 1; }; \
 	fi
 
-vmlinux: ## regenerate headers/vmlinux.h from this machine's BTF (rarely needed: CO-RE)
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > headers/vmlinux.h
+headers: ## regenerate headers/: vmlinux.h per arch from Debian's kernel packages, the libbpf headers (rarely needed: CO-RE)
+	bash scripts/gen-headers.sh
 
 clean: ## remove build output
 	rm -rf bin

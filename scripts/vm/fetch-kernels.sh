@@ -37,6 +37,9 @@
 # kernels/<series> to fetch the newest build again.
 set -euo pipefail
 
+# shellcheck source=../debian-apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../debian-apt.sh"
+
 CACHE=${OOMTRACE_VM_CACHE:-/var/cache/oomtrace-vm}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
@@ -71,57 +74,15 @@ image_regex() {
 	esac
 }
 
-# mirror_uri prints the URI of the main Debian archive from the system's apt
-# configuration (deb822 first, then one-line format), skipping the security
-# archive, which holds only the -security suites.
-mirror_uri() {
-	local uri=""
-	if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-		uri=$(awk '
-			function flush() {
-				if (uris != "" && enabled && suites !~ /-security/ && found == "") {
-					split(uris, u, /[ \t]+/); found = u[1]
-				}
-				uris = ""; suites = ""; enabled = 1
-			}
-			BEGIN { enabled = 1 }
-			/^[ \t]*$/ { flush(); next }
-			/^[ \t]*#/ { next }
-			tolower($1) == "uris:" { $1 = ""; sub(/^[ \t]+/, ""); uris = $0 }
-			tolower($1) == "suites:" { $1 = ""; suites = $0 }
-			tolower($1) == "enabled:" && tolower($2) == "no" { enabled = 0 }
-			END { flush(); print found }
-		' /etc/apt/sources.list.d/debian.sources)
-	fi
-	if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-		uri=$(awk '
-			$1 != "deb" { next }
-			{ i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } }
-			$(i+1) !~ /-security/ { print $i; exit }
-		' /etc/apt/sources.list)
-	fi
-	[[ -n $uri ]] || die "no Debian archive URI in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
-	echo "${uri%/}"
-}
-
 # APT holds the options that point apt at the private state of one suite.
 APT=()
 declare -A UPDATED=()
 apt_setup() {
-	local suite=$1 dir=$CACHE/apt/$1
-	mkdir -p "$dir/lists/partial"
-	echo "deb [signed-by=$KEYRING] $(mirror_uri) $suite main" >"$dir/sources.list"
-	APT=(
-		-o "Dir::Etc::SourceList=$dir/sources.list"
-		-o Dir::Etc::SourceParts=/dev/null
-		-o "Dir::State::Lists=$dir/lists"
-		-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-		-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
-		-o Acquire::Languages=none
-		# apt-get download would otherwise drop to the _apt user, which
-		# cannot write into the root-owned cache dir.
-		-o APT::Sandbox::User=root
-	)
+	local suite=$1 dir=$CACHE/apt/$1 uri
+	uri=$(debian_mirror) || die "cannot find the Debian archive to fetch kernels from"
+	private_apt "$dir"
+	echo "deb [signed-by=$KEYRING] $uri $suite main" >"$dir/sources.list"
+	APT=("${PRIVATE_APT[@]}")
 	# Refresh the lists at most once per run and suite.
 	if [[ -z ${UPDATED[$suite]:-} ]]; then
 		log "updating package lists for $suite"

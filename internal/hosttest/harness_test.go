@@ -9,6 +9,7 @@ package hosttest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,24 +30,26 @@ import (
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 	"github.com/oomtrace/oomtrace/internal/probe"
+	"github.com/oomtrace/oomtrace/internal/vmtest"
 )
 
-// hogEnv makes the test binary act as a memory hog (see runHog).
-const hogEnv = "OOMTRACE_TEST_HOG"
+var (
+	binDir      string // holds what TestMain and buildMemhog build
+	oomtraceBin string
 
-var oomtraceBin string
+	memhogOnce sync.Once
+	memhogBin  string
+	memhogErr  error
+)
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(hogEnv); spec != "" {
-		os.Exit(runHog(spec))
-	}
 	dir, err := os.MkdirTemp("", "oomtrace-hosttest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Chmod(dir, 0o755) // the CLI test runs it as an unprivileged user too
-	oomtraceBin = filepath.Join(dir, "oomtrace")
+	binDir, oomtraceBin = dir, filepath.Join(dir, "oomtrace")
 	build := exec.Command("go", "build", "-o", oomtraceBin, "../../cmd/oomtrace")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -57,129 +61,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runHog joins a cgroup, maps and touches MiB of anonymous memory, prints
-// "ready", then either holds it until killed ("hold") or exits ("exit").
-// "paced" touches a MiB every 5 ms, then exits: a victim killed meanwhile
-// has time to free its memory. (Without it the kernel can OOM again while
-// the first victim's last pages still wait in its unmap batch: seen here as
-// a second kill 5 ms after the first, of the allocating process.)
-func runHog(spec string) int {
-	parts := strings.Split(spec, ":")
-	if len(parts) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want procs-file:MiB:hold|exit|paced|init\n", hogEnv, spec)
-		return 2
+// memhog returns internal/memhog built for this package's tests, once, on
+// first use: -short runs need none.
+func memhog(t *testing.T) string {
+	t.Helper()
+	memhogOnce.Do(func() {
+		memhogBin = filepath.Join(binDir, "memhog")
+		memhogErr = vmtest.BuildStatic(context.Background(), "../..", "./internal/memhog", memhogBin)
+	})
+	if memhogErr != nil {
+		t.Fatal(memhogErr)
 	}
-	procs, mode := parts[0], parts[2]
-	mib, err := strconv.Atoi(parts[1])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s MiB %q: %v\n", hogEnv, parts[1], err)
-		return 2
-	}
-	if adj := os.Getenv("OOMTRACE_TEST_ADJ"); adj != "" {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(adj), 0); err != nil {
-			fmt.Fprintln(os.Stderr, "set oom_score_adj:", err)
-			return 3
-		}
-	}
-	if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
-		fmt.Fprintln(os.Stderr, "join cgroup:", err)
-		return 3
-	}
-	if mode == "init" {
-		return runInit(spec)
-	}
-	if dir := os.Getenv("OOMTRACE_TEST_PRIVATE_TMPFS"); dir != "" {
-		// Started in a new mount namespace: keep its mounts to itself.
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			fmt.Fprintln(os.Stderr, "make mounts private:", err)
-			return 3
-		}
-		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
-			fmt.Fprintln(os.Stderr, "mount tmpfs:", err)
-			return 3
-		}
-	}
-	if os.Getenv("OOMTRACE_TEST_SLEEPER") != "" {
-		// A second process of the container that outlives the hog, so
-		// the container's mounts can still be looked at after the kill.
-		sleeper := exec.Command("/proc/self/exe")
-		sleeper.Env = append(os.Environ(), hogEnv+"="+procs+":0:hold", "OOMTRACE_TEST_SLEEPER=", "OOMTRACE_TEST_PRIVATE_TMPFS=", "OOMTRACE_TEST_WRITE=")
-		if err := sleeper.Start(); err != nil {
-			fmt.Fprintln(os.Stderr, "start sleeper:", err)
-			return 3
-		}
-	}
-	if w := os.Getenv("OOMTRACE_TEST_WRITE"); w != "" {
-		if err := writeMiB(w); err != nil {
-			fmt.Fprintln(os.Stderr, "write:", err)
-			return 3
-		}
-	}
-	if mib == 0 {
-		fmt.Println("ready")
-		for mode == "hold" {
-			unix.Pause()
-		}
-		return 0
-	}
-	mem, err := unix.Mmap(-1, 0, mib<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mmap:", err)
-		return 4
-	}
-	for i := 0; i < len(mem); i += os.Getpagesize() {
-		mem[i] = 1
-		if mode == "paced" && i%(1<<20) == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	fmt.Println("ready")
-	for mode == "hold" {
-		unix.Pause() // until killed
-	}
-	return 0
-}
-
-// writeMiB writes "path:MiB" a MiB at a time, so the writer itself
-// stays small: the file's pages are the charge being tested.
-func writeMiB(spec string) error {
-	path, n, _ := strings.Cut(spec, ":")
-	mib, err := strconv.Atoi(n)
-	if err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := 0; i < mib; i++ {
-		if _, err := f.Write(buf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// runInit is a container's pid 1 (started in a new pid namespace): it runs
-// one hog child (pid 2 there) and exits as the child did.
-func runInit(spec string) int {
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), hogEnv+"="+strings.TrimSuffix(spec, ":init")+":exit")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	if err != nil {
-		return 5
-	}
-	return 0
+	return memhogBin
 }
 
 // requireTracing skips unless this host can run the agent for real.
@@ -304,18 +197,24 @@ type hog struct {
 	waitErr error // what wait returned
 }
 
-// startHog starts a hog in the cgroup dir (mode as in runHog). With hold
+// startHog starts a hog in the cgroup dir (mode as in hogOpts). With hold
 // it keeps its memory until killed, and startHog returns once it has it all.
 func startHog(t *testing.T, dir string, mib int, mode string) *hog {
 	t.Helper()
 	return startHogWith(t, hogOpts{dir: dir, mib: mib, mode: mode})
 }
 
-// hogOpts shape a hog like a container's process.
+// hogOpts shape a hog (internal/memhog) like a container's process.
 type hogOpts struct {
-	dir  string
-	mib  int
-	mode string // hold, exit, paced, or init: pid 1 of a new pid namespace running an exit hog
+	dir string
+	mib int
+	// hold: keep the memory until killed; exit: exit once it is touched;
+	// paced: touch a MiB every 5 ms, then exit, so a victim killed meanwhile
+	// has time to free its memory (without it the kernel can OOM again
+	// while the first victim's last pages still wait in its unmap batch:
+	// seen here as a second kill 5 ms after the first, of the allocating
+	// process); init: pid 1 of a new pid namespace running an exit hog.
+	mode string
 	adj  string // oom_score_adj, if set
 	// write writes writeMiB to this file first (a tmpfs: shmem).
 	write    string
@@ -326,23 +225,34 @@ type hogOpts struct {
 	sleeper bool
 }
 
+// args are memhog's arguments for o.
+func (o hogOpts) args() []string {
+	args := []string{"hog", "-cgroup", o.dir, "-mib", strconv.Itoa(o.mib)}
+	switch o.mode {
+	case "hold", "paced", "init":
+		args = append(args, "-"+o.mode)
+	}
+	if o.adj != "" {
+		args = append(args, "-adj", o.adj)
+	}
+	if o.write != "" {
+		args = append(args, "-write", o.write, "-write-mib", strconv.Itoa(o.writeMiB))
+	}
+	if o.privateTmpfs != "" {
+		args = append(args, "-private-tmpfs", o.privateTmpfs)
+	}
+	if o.sleeper {
+		args = append(args, "-sleeper")
+	}
+	return args
+}
+
 func startHogWith(t *testing.T, o hogOpts) *hog {
 	t.Helper()
 	hold := o.mode == "hold"
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", hogEnv, filepath.Join(o.dir, "cgroup.procs"), o.mib, o.mode))
-	if o.adj != "" {
-		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_ADJ="+o.adj)
-	}
-	if o.write != "" {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("OOMTRACE_TEST_WRITE=%s:%d", o.write, o.writeMiB))
-	}
-	if o.sleeper {
-		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_SLEEPER=1")
-	}
+	cmd := exec.Command(memhog(t), o.args()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if o.privateTmpfs != "" {
-		cmd.Env = append(cmd.Env, "OOMTRACE_TEST_PRIVATE_TMPFS="+o.privateTmpfs)
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNS
 	}
 	if o.mode == "init" {

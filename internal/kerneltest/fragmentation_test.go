@@ -25,7 +25,7 @@ oomtrace agent --ready-file /tmp/ready --node-name vm > /tmp/events.jsonl 2> /tm
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
-scenario fragment > /tmp/frag 2>&1 & FRAG=$!
+memhog fragment > /tmp/frag 2>&1 & FRAG=$!
 i=0; while ! grep -q ready /tmp/frag && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 section buddyinfo < /proc/buddyinfo
 section frag < /tmp/frag
@@ -53,7 +53,7 @@ func TestFragmentation(t *testing.T) {
 				Timeout:   3 * time.Minute,
 				Files: []vmtest.File{
 					{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
-					{Guest: "/bin/scenario", Host: g.scenario, Mode: 0o755},
+					{Guest: "/bin/memhog", Host: g.memhog, Mode: 0o755},
 					{Guest: "/allocfail.ko", Host: g.modules[k.Series], Mode: 0o644},
 				},
 				Script:          fragmentScript,

@@ -33,18 +33,18 @@ var tiers = []string{"fentry", "kprobe", "tracepoint"}
 
 // guest holds the static programs every VM gets.
 type guest struct {
-	oomtrace, scenario string
-	modules            map[string]string // series → allocfail.ko, where it built
+	oomtrace, memhog string
+	modules          map[string]string // series → allocfail.ko, where it built
 }
 
 func buildGuest(dir string, kernels []vmtest.Kernel) (guest, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	g := guest{oomtrace: filepath.Join(dir, "oomtrace"), scenario: filepath.Join(dir, "scenario"), modules: map[string]string{}}
+	g := guest{oomtrace: filepath.Join(dir, "oomtrace"), memhog: filepath.Join(dir, "memhog"), modules: map[string]string{}}
 	if err := vmtest.BuildStatic(ctx, "../..", "./cmd/oomtrace", g.oomtrace); err != nil {
 		return g, err
 	}
-	if err := vmtest.BuildStatic(ctx, ".", "./testdata/scenario", g.scenario); err != nil {
+	if err := vmtest.BuildStatic(ctx, "../..", "./internal/memhog", g.memhog); err != nil {
 		return g, err
 	}
 	for _, k := range kernels {
@@ -237,15 +237,15 @@ cg() { mkdir /sys/fs/cgroup/$1 && echo $2 > /sys/fs/cgroup/$1/memory.max; }
 
 # 1: memcg OOM: 64 MiB in a 32 MiB cgroup.
 cg s1 32M
-scenario hog -cgroup /sys/fs/cgroup/s1 -mib 64; result s1_exit $?
+memhog hog -cgroup /sys/fs/cgroup/s1 -mib 64; result s1_exit $?
 
 # 2: group kill: three tasks in a 64 MiB cgroup with memory.oom.group.
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_s2_before $v; }
 cg s2 64M; echo 1 > /sys/fs/cgroup/s2/memory.oom.group
-scenario hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h1 & P1=$!
-scenario hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h2 & P2=$!
+memhog hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h1 & P1=$!
+memhog hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h2 & P2=$!
 i=0; while [ "$(cat /tmp/h1 /tmp/h2 | grep -c ready)" != 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-scenario hog -cgroup /sys/fs/cgroup/s2 -mib 40; result s2_exit3 $?
+memhog hog -cgroup /sys/fs/cgroup/s2 -mib 40; result s2_exit3 $?
 wait $P1; result s2_exit1 $?
 wait $P2; result s2_exit2 $?
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_s2_after $v; }
@@ -254,11 +254,11 @@ grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_s2_after $v; }
 # fills a tmpfs file, so the failed charge is a write's ENOMEM, not a page
 # fault the kernel would retry forever.
 cg s3 32M
-timeout 60 scenario fill -cgroup /sys/fs/cgroup/s3 -adj -1000 -mib 64 -file /dev/shm/s3 > /tmp/s3.out 2>&1; result s3_exit $?
+timeout 60 memhog fill -cgroup /sys/fs/cgroup/s3 -adj -1000 -mib 64 -file /dev/shm/s3 > /tmp/s3.out 2>&1; result s3_exit $?
 rm -f /dev/shm/s3
 
 # 4: global OOM: no cgroup limit, more than the VM has.
-timeout 60 scenario hog -mib 2048; result s4_exit $?
+timeout 60 memhog hog -mib 2048; result s4_exit $?
 
 # 5a: huge pages until the first order-9 failure (__GFP_NOWARN).
 echo 100000 > /proc/sys/vm/nr_hugepages; result s5_hugepages $(cat /proc/sys/vm/nr_hugepages)
@@ -279,7 +279,7 @@ section results < /tmp/results
 func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 	files := []vmtest.File{
 		{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
-		{Guest: "/bin/scenario", Host: g.scenario, Mode: 0o755},
+		{Guest: "/bin/memhog", Host: g.memhog, Mode: 0o755},
 	}
 	if ko := g.modules[k.Series]; ko != "" {
 		files = append(files, vmtest.File{Guest: "/allocfail.ko", Host: ko, Mode: 0o644})
@@ -370,7 +370,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		if e.Constraint != event.ConstraintMemcg || e.Memcg == nil || e.Memcg.Path != "/s1" || e.Memcg.LimitBytes != 32<<20 {
 			t.Errorf("constraint %q memcg %+v, want memcg /s1 at 32 MiB", e.Constraint, e.Memcg)
 		}
-		if e.Victim.Comm != "scenario" || e.Victim.PID != e.Trigger.PID {
+		if e.Victim.Comm != "memhog" || e.Victim.PID != e.Trigger.PID {
 			t.Errorf("victim %+v trigger %+v: want the hog, which triggered its own OOM", e.Victim, e.Trigger)
 		}
 		if contextHooks {
@@ -467,7 +467,7 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 			t.Fatalf("hog exit %s, %d oom_kill lines in the root cgroup, want 137 and 1", r.results["s4_exit"], len(kills))
 		}
 		e := kills[0]
-		if e.Constraint != event.ConstraintGlobal || e.Memcg != nil || e.Victim.Comm != "scenario" {
+		if e.Constraint != event.ConstraintGlobal || e.Memcg != nil || e.Victim.Comm != "memhog" {
 			t.Errorf("constraint %q memcg %+v victim %q, want global and the hog", e.Constraint, e.Memcg, e.Victim.Comm)
 		}
 		if contextHooks && (e.OOM == nil || e.OOM.DomainBytes < 256<<20) {

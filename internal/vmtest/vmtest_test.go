@@ -114,7 +114,7 @@ EOF
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/t
 echo 32M > /sys/fs/cgroup/t/memory.max
-sh -c 'echo $$ > /sys/fs/cgroup/t/cgroup.procs && exec /bin/memhog 64' 2>&1 | section hog
+/bin/memhog hog -cgroup /sys/fs/cgroup/t -mib 64 -progress 2>&1 | section hog
 hog=$?
 { echo "hog_status $hog"; cat /sys/fs/cgroup/t/memory.events; } | section oom
 `
@@ -128,7 +128,7 @@ func TestBoot(t *testing.T) {
 	}
 	ctx := context.Background()
 	memhog := filepath.Join(t.TempDir(), "memhog")
-	if err := BuildStatic(ctx, ".", "./testdata/memhog", memhog); err != nil {
+	if err := BuildStatic(ctx, "../..", "./internal/memhog", memhog); err != nil {
 		t.Fatal(err)
 	}
 	for _, series := range Series {

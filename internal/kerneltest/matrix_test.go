@@ -209,9 +209,10 @@ func TestMatrix(t *testing.T) {
 	})
 }
 
-// script is the scenario run in every VM. Every process that is not a
-// scenario's own runs at oom_score_adj -1000, so a global OOM can only
-// choose the hog.
+// script is the scenario run in every VM, on two NUMA nodes. Every process
+// that is not a scenario's own runs at oom_score_adj -1000, so a global OOM
+// can only choose the hog, except the agent: it starts at 0, as it would on
+// a node, and must lower its own oom_score_adj.
 const script = `
 echo -1000 > /proc/self/oom_score_adj
 mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
@@ -226,10 +227,12 @@ if [ "$(grep -c '"can_trace_oom_kills": true' /tmp/check.json)" != 1 ]; then
 	exit 0
 fi
 
-oomtrace agent --tier $TIER --alloc-nowarn --node-name vm --ready-file /tmp/ready > /tmp/events.jsonl 2> /tmp/agent.log &
+(echo 0 > /proc/self/oom_score_adj; exec oomtrace agent --tier $TIER --alloc-nowarn --node-name vm --ready-file /tmp/ready) > /tmp/events.jsonl 2> /tmp/agent.log &
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
+result agent_pid $AGENT
+result agent_adj $(cat /proc/$AGENT/oom_score_adj)
 read k0 < /proc/vmstat; grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_before $v; }
 
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
@@ -267,12 +270,36 @@ echo 0 > /proc/sys/vm/nr_hugepages
 # 5b: warned order-10 failures from a test module's init.
 if [ -f /allocfail.ko ]; then insmod /allocfail.ko 2>/dev/null; result s5b_insmod $?; fi
 
+# 6: mempolicy OOM: a task bound to node 1 (set_mempolicy MPOL_BIND)
+# overruns the node. Its cgroup has no limit.
+mkdir /sys/fs/cgroup/s6
+timeout 60 memhog hog -cgroup /sys/fs/cgroup/s6 -bind-node 1 -mib 512; result s6_exit $?
+
+# 7: cpuset OOM: a task in a cgroup with cpuset.mems=1 overruns node 1.
+echo +cpuset > /sys/fs/cgroup/cgroup.subtree_control
+mkdir /sys/fs/cgroup/s7 && echo 1 > /sys/fs/cgroup/s7/cpuset.mems
+timeout 60 memhog hog -cgroup /sys/fs/cgroup/s7 -mib 512; result s7_exit $?
+
+# 8: global OOM whose victim sits at its own cgroup's limit: it holds
+# 48 MiB at oom_score_adj 1000 in /s8, whose limit is then set 1 MiB above
+# its usage, and a task in /s8t, with no limit, fills the VM. The victim
+# goes first; the trigger, next in line, after it.
+mkdir /sys/fs/cgroup/s8 /sys/fs/cgroup/s8t
+memhog hog -cgroup /sys/fs/cgroup/s8 -adj 1000 -mib 48 -hold > /tmp/h8 & P8=$!
+i=0; while ! grep -q ready /tmp/h8 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+echo $(( $(cat /sys/fs/cgroup/s8/memory.current) + (1 << 20) )) > /sys/fs/cgroup/s8/memory.max
+result s8_current $(cat /sys/fs/cgroup/s8/memory.current)
+result s8_max $(cat /sys/fs/cgroup/s8/memory.max)
+timeout 60 memhog hog -cgroup /sys/fs/cgroup/s8t -mib 2048; result s8_trigger_exit $?
+wait $P8; result s8_victim_exit $?
+
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_after $v; }
 sleep 0.5
 kill -TERM $AGENT; wait $AGENT; result agent_exit $?
 section events < /tmp/events.jsonl
 section agentlog < /tmp/agent.log
 dmesg | grep -c 'page allocation failure' | { read n; result dmesg_alloc_failure_lines $n; }
+dmesg | grep 'oom-kill:constraint=' | section oomlog
 section results < /tmp/results
 `
 
@@ -284,12 +311,13 @@ func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 	if ko := g.modules[k.Series]; ko != "" {
 		files = append(files, vmtest.File{Guest: "/allocfail.ko", Host: ko, Mode: 0o644})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := bootOnce(t, ctx, vmtest.BootOptions{
 		Kernel:          k,
 		MemoryMiB:       512,
-		Timeout:         3 * time.Minute,
+		NUMANodes:       2,
+		Timeout:         4 * time.Minute,
 		Files:           files,
 		Script:          "TIER=" + tier + "\n" + script,
 		ConsoleLogLevel: 1,
@@ -474,6 +502,88 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 			t.Errorf("oom context %+v: want the VM's memory as the domain", e.OOM)
 		}
 		wantCodes(t, e, diagnose.GlobalOOM)
+		checkAgentSurvived(t, r)
+	})
+
+	logged, err := kernelConstraints(r.res.Section("oomlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("constraint as the kernel logged it", func(t *testing.T) {
+		checkLoggedConstraints(t, by(event.KindOOMKill, ""), logged, contextHooks)
+		if t.Failed() {
+			t.Logf("the kernel's oom-kill lines:\n%s", r.res.Section("oomlog"))
+		}
+	})
+
+	// Node-constrained OOMs: the hog overruns node 1 (of 256 MiB) while
+	// node 0 has room. The kernel says which constraint applied; the
+	// tracepoint tier cannot know it and must not call it memcg.
+	for _, c := range []struct{ name, cgroup, exit, kernel string }{
+		{"mempolicy OOM", "/s6", "s6_exit", "CONSTRAINT_MEMORY_POLICY"},
+		{"cpuset OOM", "/s7", "s7_exit", "CONSTRAINT_CPUSET"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kills := by(event.KindOOMKill, c.cgroup)
+			if r.results[c.exit] != "137" || len(kills) != 1 {
+				t.Fatalf("hog exit %s, %d oom_kill lines for %s, want 137 and 1", r.results[c.exit], len(kills), c.cgroup)
+			}
+			e := kills[0]
+			k, ok := logged[e.Victim.PID]
+			if !ok {
+				t.Fatalf("the kernel logged no oom-kill line for pid %d", e.Victim.PID)
+			}
+			if k.kernelName != c.kernel {
+				t.Errorf("the kernel logged %s for the hog in %s, want %s: the scenario did not cause the OOM it is meant to", k.kernelName, c.cgroup, c.kernel)
+			}
+			want := k.constraint
+			if !contextHooks {
+				want = event.ConstraintGlobal
+			}
+			if e.Constraint != want || e.Memcg != nil {
+				t.Errorf("constraint %q memcg %+v; the kernel logged %s: want %q and no memcg", e.Constraint, e.Memcg, k.kernelName, want)
+			}
+			if contextHooks && (e.OOM == nil || e.OOM.DomainBytes > 256<<20 || e.OOM.DomainBytes < 128<<20) {
+				t.Errorf("oom context %+v: want node 1's memory (256 MiB less the kernel's share) as the domain", e.OOM)
+			}
+			if contextHooks {
+				wantCodes(t, e)
+			} else {
+				wantCodes(t, e, diagnose.GlobalOOM)
+			}
+		})
+	}
+
+	t.Run("global OOM, victim at its cgroup's limit", func(t *testing.T) {
+		var current, max uint64
+		fmt.Sscan(r.results["s8_current"], &current)
+		fmt.Sscan(r.results["s8_max"], &max)
+		if current == 0 || max > current+1<<20 {
+			t.Fatalf("/s8 uses %d of a %d limit: the scenario did not put the victim at its limit", current, max)
+		}
+		kills := by(event.KindOOMKill, "/s8")
+		if r.results["s8_victim_exit"] != "137" || len(kills) != 1 {
+			t.Fatalf("victim exit %s, %d oom_kill lines for /s8, want 137 and 1", r.results["s8_victim_exit"], len(kills))
+		}
+		e := kills[0]
+		k, ok := logged[e.Victim.PID]
+		if !ok {
+			t.Fatalf("the kernel logged no oom-kill line for pid %d", e.Victim.PID)
+		}
+		if k.kernelName != "CONSTRAINT_NONE" {
+			t.Errorf("the kernel logged %s for the victim in /s8, want CONSTRAINT_NONE: the scenario did not cause a global OOM", k.kernelName)
+		}
+		// Every tier: the kernel's word where a hook saw it; on the
+		// tracepoint tier /s8 is not the trigger's cgroup, so its page
+		// counters are not taken for the limit that fired.
+		if e.Constraint != event.ConstraintGlobal || e.Memcg != nil {
+			t.Errorf("constraint %q memcg %+v, want global and no memcg: /s8 was at its limit, but the OOM was the VM's", e.Constraint, e.Memcg)
+		}
+		if e.Victim.OOMScoreAdj != 1000 || e.Trigger.Cgroup != "/s8t" {
+			t.Errorf("victim oom_score_adj %d, trigger in %q: want 1000 and /s8t", e.Victim.OOMScoreAdj, e.Trigger.Cgroup)
+		}
+		wantCodes(t, e, diagnose.GlobalOOM)
+		checkAgentSurvived(t, r)
 	})
 
 	t.Run("vmstat", func(t *testing.T) {

@@ -25,6 +25,17 @@ type Decoder struct {
 	GFP *gfp.Flags
 	// Symbols names kernel stack frames; nil leaves stacks out.
 	Symbols interface{ Stack([]uint64) []string }
+
+	// inferred is the last OOM whose constraint the tracepoint tier
+	// inferred. The members of a group kill share that OOM, but by the
+	// time each is marked the first victim's memory may be freed and the
+	// page counters no longer show the limit: they take its answer.
+	// (Decode is called from one goroutine.)
+	inferred struct {
+		oomID      uint64
+		constraint string
+		memcg      *event.Memcg
+	}
 }
 
 var (
@@ -140,6 +151,14 @@ func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *event.Event {
 	// of the trigger's cgroups; a victim whose own cgroup merely sits near
 	// its limit in a global OOM is not taken for a memcg OOM. Cut paths
 	// cannot be compared: the page counters alone decide then.
+	if d.inferred.oomID != 0 && e.OOMID == d.inferred.oomID && e.GroupKill {
+		e.Constraint = d.inferred.constraint
+		if d.inferred.memcg != nil {
+			m := *d.inferred.memcg
+			e.Memcg = &m
+		}
+		return e
+	}
 	e.Constraint = event.ConstraintGlobal
 	if i, ok := LimitLevel(levels); ok {
 		path := AncestorPath(victimCgroup, i)
@@ -147,6 +166,11 @@ func (d *Decoder) oomKill(r *bpf.OomtraceOomKillEvent) *event.Event {
 			e.Constraint = event.ConstraintMemcg
 			e.Memcg = d.memcg(path, e.Victim.CgroupTruncated, levels[i])
 		}
+	}
+	d.inferred.oomID, d.inferred.constraint, d.inferred.memcg = e.OOMID, e.Constraint, nil
+	if e.Memcg != nil {
+		m := *e.Memcg
+		d.inferred.memcg = &m
 	}
 	return e
 }

@@ -322,3 +322,31 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Tracepoint tier: a group kill's later members, marked after the first
+// victim's memory was freed, keep the OOM's inferred constraint (seen in
+// the kernel matrix: a member reported as global in a memcg OOM).
+func TestDecodeGroupKillMembersShareInferredConstraint(t *testing.T) {
+	d := testDecoder()
+	first := seed000Record()
+	first.Oom.OomId, first.Oom.GroupKill = 7, 1
+	member := first
+	member.Victim.Pid, member.Victim.Tid = 32309, 32309
+	member.Levels[1].UsagePages = 20000 // the pod's usage after the first victim's memory went
+	other := member
+	other.Oom.OomId = 8
+	var got []*event.Event
+	for _, r := range []bpf.OomtraceOomKillEvent{first, member, other} {
+		e, err := d.Decode(encode(t, &r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if got[0].Constraint != event.ConstraintMemcg || got[1].Constraint != event.ConstraintMemcg || got[1].Memcg == nil || *got[1].Memcg != *got[0].Memcg || got[1].Memcg == got[0].Memcg {
+		t.Errorf("member: constraint %q memcg %+v; want the first victim's memcg %+v, as a copy", got[1].Constraint, got[1].Memcg, got[0].Memcg)
+	}
+	if got[2].Constraint != event.ConstraintGlobal || got[2].Memcg != nil {
+		t.Errorf("a kill of another OOM: constraint %q memcg %+v, want its own inference (global)", got[2].Constraint, got[2].Memcg)
+	}
+}

@@ -143,10 +143,7 @@ func (a *Alloc) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func (v *Victim) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddUint32("pid", v.PID)
-	enc.AddUint32("tid", v.TID)
-	enc.AddUint32("ns_pid", v.NSPID)
-	enc.AddString("comm", v.Comm)
+	addTask(enc, v.PID, v.TID, v.NSPID, v.Comm)
 	enc.AddUint32("uid", v.UID)
 	enc.AddInt32("oom_score_adj", v.OOMScoreAdj)
 	enc.AddString("cgroup", v.Cgroup)
@@ -165,6 +162,14 @@ func (v *Victim) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
+// addTask writes what names a task, the same for victim and trigger.
+func addTask(enc zapcore.ObjectEncoder, pid, tid, nsPID uint32, comm string) {
+	enc.AddUint32("pid", pid)
+	enc.AddUint32("tid", tid)
+	enc.AddUint32("ns_pid", nsPID)
+	enc.AddString("comm", comm)
+}
+
 func (r RSS) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint64("anon_bytes", r.AnonBytes)
 	enc.AddUint64("file_bytes", r.FileBytes)
@@ -173,10 +178,7 @@ func (r RSS) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func (t *Trigger) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddUint32("pid", t.PID)
-	enc.AddUint32("tid", t.TID)
-	enc.AddUint32("ns_pid", t.NSPID)
-	enc.AddString("comm", t.Comm)
+	addTask(enc, t.PID, t.TID, t.NSPID, t.Comm)
 	enc.AddString("cgroup", t.Cgroup)
 	if t.CgroupTruncated {
 		enc.AddBool("cgroup_truncated", true)

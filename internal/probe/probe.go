@@ -140,11 +140,7 @@ func Load(cfg Config) (_ *Probes, err error) {
 			continue
 		}
 		for _, pr := range c.form.progs {
-			prog := p.coll.Programs[pr.name]
-			if prog == nil {
-				continue // hook disabled by configuration
-			}
-			l, err := e.attach(pr, prog)
+			l, err := e.attach(pr, p.coll.Programs[pr.name])
 			if err != nil {
 				return nil, fmt.Errorf("attach %s (%s) to %s: %w", c.Hook, c.Tier, pr.target, explainPerm(err))
 			}

@@ -207,6 +207,18 @@ func (m *Memcg) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func (k *K8s) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	if k.Namespace != "" {
+		enc.AddString("namespace", k.Namespace)
+	}
+	if k.Pod != "" {
+		enc.AddString("pod", k.Pod)
+	}
+	if k.Container != "" {
+		enc.AddString("container", k.Container)
+	}
+	if err := addObject(enc, "workload", k.Workload); err != nil {
+		return err
+	}
 	enc.AddString("pod_uid", k.PodUID)
 	if k.ContainerID != "" {
 		enc.AddString("container_id", k.ContainerID)
@@ -215,7 +227,19 @@ func (k *K8s) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddString("runtime", k.Runtime)
 	}
 	enc.AddString("qos", k.QOS)
-	return addObject(enc, "pod_stat", k.PodStat)
+	if err := addObject(enc, "pod_stat", k.PodStat); err != nil {
+		return err
+	}
+	if k.LookupError != "" {
+		enc.AddString("lookup_error", k.LookupError)
+	}
+	return nil
+}
+
+func (w *Workload) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("kind", w.Kind)
+	enc.AddString("name", w.Name)
+	return nil
 }
 
 func (s *MemoryStat) MarshalLogObject(enc zapcore.ObjectEncoder) error {

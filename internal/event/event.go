@@ -184,16 +184,37 @@ type Memcg struct {
 	StatError   string      `json:"stat_error,omitempty"`
 }
 
-// K8s is the pod and container the cgroup path names.
+// K8s is the pod and container the cgroup path names, with the names
+// the container runtime (CRI) or the Kubernetes API gives them.
 type K8s struct {
-	PodUID      string `json:"pod_uid"`
-	ContainerID string `json:"container_id,omitempty"`
+	// Namespace, Pod and Container are the names kubelet gave; empty when
+	// no source knew the pod (LookupError says why) or, for Container,
+	// when the cgroup is the pod's own.
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	Container string `json:"container,omitempty"`
+	// Workload is the pod's controller, from the Kubernetes API only.
+	Workload    *Workload `json:"workload,omitempty"`
+	PodUID      string    `json:"pod_uid"`
+	ContainerID string    `json:"container_id,omitempty"`
 	// Runtime: containerd, docker or cri-o, where the path says.
 	Runtime string `json:"runtime,omitempty"`
 	QOS     string `json:"qos"`
 	// PodStat is the pod cgroup's memory.stat, when the cgroup whose limit
 	// fired is not the pod's.
 	PodStat *MemoryStat `json:"pod_stat,omitempty"`
+	// LookupError says which names could not be found and why (a source
+	// unreachable, or none that knows the pod); the rest of the event is
+	// complete.
+	LookupError string `json:"lookup_error,omitempty"`
+}
+
+// Workload is what owns a pod: a Deployment rather than its ReplicaSet
+// where that can be told, else the owner reference's kind and name
+// (StatefulSet, DaemonSet, Job, a custom resource, ...).
+type Workload struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
 }
 
 // MemoryStat is what filled a cgroup, from its memory.stat.

@@ -7,10 +7,14 @@ BPF_CFLAGS ?= -O2 -g -Wall -Werror -mcpu=v3
 BIN        ?= bin/oomtrace
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/oomtrace/oomtrace/internal/version.Version=$(VERSION)
+# The image's tag: deploy/kubernetes references the same file's version
+# (a test holds the two together).
+IMAGE      ?= oomtrace/oomtrace:$(shell cat VERSION)
+IMAGE_ARCH ?= amd64
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build run test unit vmtest kernels check-generated headers clean
+.PHONY: help deps generate build image run test unit vmtest kernels check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -43,6 +47,11 @@ generate: ## rebuild the BPF objects and Go bindings with $(BPF_CLANG)
 
 build: ## build bin/oomtrace (static, no clang needed)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/oomtrace
+
+image: ## write bin/oomtrace-image.tar: the static binary in a one-layer image tagged $(IMAGE) (no Docker needed; IMAGE_ARCH=arm64 for arm64)
+	CGO_ENABLED=0 GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/image-$(IMAGE_ARCH)/oomtrace ./cmd/oomtrace
+	$(GO) run ./scripts/mkimage -o bin/oomtrace-image.tar -tag $(IMAGE) -arch $(IMAGE_ARCH) \
+		-entrypoint /oomtrace -arg agent bin/image-$(IMAGE_ARCH)/oomtrace=/oomtrace
 
 run: build ## build, then run the agent on this node (root): JSON events on stdout
 	./$(BIN) agent

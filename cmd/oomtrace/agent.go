@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/oomtrace/oomtrace/internal/agent"
+	"github.com/oomtrace/oomtrace/internal/health"
 	"github.com/oomtrace/oomtrace/internal/output"
 	"github.com/oomtrace/oomtrace/internal/probe"
 	"github.com/oomtrace/oomtrace/internal/version"
@@ -27,6 +28,7 @@ func newAgentCmd() *cobra.Command {
 		logLevel    string
 		tier        string
 		outputFmt   string
+		metricsAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -71,6 +73,11 @@ already captured, and exits 0.`,
 			if cfg.Node == "" {
 				cfg.Node = nodeName()
 			}
+			if metricsAddr != "" {
+				if err := health.CheckAddr(metricsAddr); err != nil {
+					return usageError{fmt.Errorf("--metrics-addr %w", err)}
+				}
+			}
 
 			var out agent.Writer
 			switch outputFmt {
@@ -86,6 +93,14 @@ already captured, and exits 0.`,
 			defer stop()
 
 			log.Info("starting", zap.String("version", version.Version), zap.String("node", cfg.Node))
+			hs, stopHealth, err := startHealth(ctx, metricsAddr, log)
+			if err != nil {
+				return err
+			}
+			defer stopHealth()
+			if hs != nil {
+				cfg.OnReady = func() { hs.SetState(health.Ready) }
+			}
 			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {
 				return err
@@ -97,6 +112,7 @@ already captured, and exits 0.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Node, "node-name", os.Getenv("NODE_NAME"), "node name in every event (default: $NODE_NAME, else the host name)")
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write this file once every probe is attached; removed on exit")
+	f.StringVar(&metricsAddr, "metrics-addr", defaultMetricsAddr, "serve /healthz (alive) and /readyz (every probe attached) on this [HOST]:PORT, for kubelet's probes; empty turns the listener off")
 	f.Uint32Var(&ringBufSize, "ringbuf-size", probe.DefaultRingBufSize, "BPF ring buffer size in bytes (a power of two, at least a page)")
 	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and output before new ones are dropped and counted")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")

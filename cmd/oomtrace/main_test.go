@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -53,6 +54,8 @@ func TestUsageErrors(t *testing.T) {
 			[]string{"--queue-size 0: want 1 or more events"}},
 		{"--stats-interval 0", []string{"agent", "--stats-interval", "0s"},
 			[]string{"--stats-interval 0s: want a positive duration"}},
+		{"--metrics-addr without a port", []string{"agent", "--metrics-addr", "9746"},
+			[]string{`--metrics-addr "9746": want [HOST]:PORT, e.g. :9746`}},
 		{"extra argument to agent", []string{"agent", "now"},
 			[]string{`oomtrace agent takes no arguments, got ["now"]`, "Run 'oomtrace agent --help'"}},
 		{"extra argument to check", []string{"check", "--json", "all"},
@@ -89,7 +92,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"agent", "--help"}, []string{
 			"Examples:", "SIGTERM", "--ready-file", "--output", "pretty",
 			"--tier", "fentry, kprobe or tracepoint", "--oom-score-adj", "(default -999)", "CAP_SYS_RESOURCE",
-			"--ringbuf-size", "--alloc-failures",
+			"--ringbuf-size", "--alloc-failures", "--metrics-addr", `(default ":9746")`, "/readyz",
 		}},
 		{[]string{"check", "--help"}, []string{"--json", "--tier", "Exits 1 when OOM kills cannot be traced"}},
 	} {
@@ -166,5 +169,27 @@ func TestPrintReport(t *testing.T) {
 	printReport(&b, r, hier, errors.New("no memory cgroup"))
 	if out := b.String(); strings.Contains(out, "HOOK") || !strings.Contains(out, "memory cgroup   no  no memory cgroup\n") {
 		t.Errorf("refused report: want no hook table and the cgroup error:\n%s", out)
+	}
+}
+
+// A health port another process holds stops the agent at start, saying
+// which flag to change, before it loads anything (so no root is needed).
+func TestMetricsAddrInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	code, stdout, stderr := runCLI(t, "agent", "--metrics-addr", addr)
+	if code != exitFailure {
+		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFailure, stderr)
+	}
+	want := "oomtrace: --metrics-addr " + addr + ": listen tcp " + addr + ": bind: address already in use\n"
+	if !strings.HasSuffix(stderr, want) {
+		t.Errorf("stderr does not end in %q:\n%s", want, stderr)
+	}
+	if stdout != "" {
+		t.Errorf("stdout %q: want nothing", stdout)
 	}
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// OOMScoreAdj is what the agent lowers its own oom_score_adj to at
 	// start (0: leave it); see DefaultOOMScoreAdj.
 	OOMScoreAdj int
+	// OnReady, if set, is called once every probe is attached (as
+	// ReadyFile is written): the health listener's /readyz turns 200.
+	OnReady func()
 }
 
 // Writer is where events go.
@@ -103,6 +106,9 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			return stats, fmt.Errorf("write --ready-file: %w", err)
 		}
 		defer os.Remove(cfg.ReadyFile)
+	}
+	if cfg.OnReady != nil {
+		cfg.OnReady()
 	}
 
 	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"))

@@ -348,7 +348,10 @@ func launchAgent(t *testing.T, timeout time.Duration, args ...string) (*agentRun
 func launchAgentTo(t *testing.T, timeout time.Duration, w io.Writer, args ...string) (*agentRun, error) {
 	ready := filepath.Join(t.TempDir(), "ready")
 	a := &agentRun{
-		cmd:    exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node"}, args...)...),
+		// No health listener unless a test asks for one: agents run in
+		// parallel, beside any agent on this node, and must not compete
+		// for its port.
+		cmd:    exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr="}, args...)...),
 		exited: make(chan struct{}),
 	}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr

@@ -21,7 +21,7 @@ import (
 const fragmentScript = `
 echo -1000 > /proc/self/oom_score_adj
 echo 0 > /proc/sys/vm/compact_unevictable_allowed
-oomtrace agent --ready-file /tmp/ready --node-name vm > /tmp/events.jsonl 2> /tmp/agent.log &
+oomtrace agent --metrics-addr= --ready-file /tmp/ready --node-name vm > /tmp/events.jsonl 2> /tmp/agent.log &
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }

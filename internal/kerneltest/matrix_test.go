@@ -221,13 +221,13 @@ result() { echo "$1 $2" >> /tmp/results; }
 oomtrace check --tier $TIER --json > /tmp/check.json; result check_exit $?
 section check < /tmp/check.json
 if [ "$(grep -c '"can_trace_oom_kills": true' /tmp/check.json)" != 1 ]; then
-	oomtrace agent --tier $TIER > /dev/null 2> /tmp/agent.log; result agent_exit $?
+	oomtrace agent --tier $TIER --metrics-addr= > /dev/null 2> /tmp/agent.log; result agent_exit $?
 	section agentlog < /tmp/agent.log
 	section results < /tmp/results
 	exit 0
 fi
 
-(echo 0 > /proc/self/oom_score_adj; exec oomtrace agent --tier $TIER --alloc-nowarn --node-name vm --ready-file /tmp/ready) > /tmp/events.jsonl 2> /tmp/agent.log &
+(echo 0 > /proc/self/oom_score_adj; exec oomtrace agent --tier $TIER --metrics-addr= --alloc-nowarn --node-name vm --ready-file /tmp/ready) > /tmp/events.jsonl 2> /tmp/agent.log &
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }

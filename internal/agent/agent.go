@@ -86,7 +86,10 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		log.Warn("memory cgroups not found: every OOM will be reported as global", zap.Error(err))
 	} else {
 		hierp = &hier
-		log.Info("memory cgroup hierarchy", zap.Int("version", hier.Version), zap.String("mount", hier.Mount), zap.String("mode", hier.Mode))
+		log.Info("memory cgroup hierarchy", zap.Int("version", hier.Version), zap.String("mount", hier.Mount), zap.String("mode", hier.Mode), zap.String("root", hier.Root))
+		if !hier.Whole() {
+			log.Warn("the memory cgroup mount shows one cgroup, not the whole hierarchy: memcg usage and memory.stat will be missing; in a container, mount the host's /sys/fs/cgroup at /sys/fs/cgroup", zap.String("root", hier.Root))
+		}
 		if seeds, err = hier.OOMKillCounts(); err != nil {
 			return stats, err
 		}

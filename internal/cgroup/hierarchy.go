@@ -23,6 +23,19 @@ type Hierarchy struct {
 	Mount   string // e.g. /sys/fs/cgroup/memory (v1) or /sys/fs/cgroup (v2)
 	// Mode is the host's cgroup layout: legacy, hybrid or unified.
 	Mode string
+	// Root is the part of the hierarchy the mount shows (mountinfo's root
+	// field): "/" for all of it. In a container that does not mount the
+	// host's /sys/fs/cgroup, the runtime's cgroup v1 mount shows only the
+	// container's own cgroup, e.g. /kubepods/burstable/pod…/<id>.
+	Root string
+}
+
+// Whole tells whether the mount shows the whole hierarchy, so the paths
+// the kernel reports resolve under Mount. On cgroup v2 inside a cgroup
+// namespace the root is shown relative to the namespace ("/" or "/.."
+// upward) and cannot tell: it is taken as whole.
+func (h Hierarchy) Whole() bool {
+	return h.Version != 1 || h.Root == "/"
 }
 
 // ErrNoMemoryController means no mounted hierarchy has the memory controller.
@@ -40,8 +53,13 @@ func findMemoryHierarchy(mountinfo string) (Hierarchy, error) {
 	}
 	defer f.Close()
 
+	// A mount over another at the same path hides it, and mountinfo lists
+	// mounts in the order they were made: the last memory mount is the one
+	// a path under it reaches. In a container given the host's
+	// /sys/fs/cgroup, that is the host's hierarchy, mounted over the
+	// runtime's view of the container's own cgroup.
 	h := Hierarchy{Mode: modeName(cgroups.Mode())}
-	var v2 string
+	var v1, v2 *Hierarchy
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
@@ -56,29 +74,30 @@ func findMemoryHierarchy(mountinfo string) (Hierarchy, error) {
 		if sep < 5 || sep+3 >= len(fields) {
 			continue
 		}
-		mount, fstype, superOpts := fields[4], fields[sep+1], fields[sep+3]
+		root, mount, fstype, superOpts := fields[3], fields[4], fields[sep+1], fields[sep+3]
 		switch fstype {
 		case "cgroup":
 			for _, o := range strings.Split(superOpts, ",") {
-				if o == "memory" {
-					h.Version, h.Mount = 1, mount
-					return h, nil
+				if o == "memory" && (v1 == nil || v1.Mount == mount) {
+					v1 = &Hierarchy{Version: 1, Mount: mount, Mode: h.Mode, Root: root}
 				}
 			}
 		case "cgroup2":
-			if v2 == "" && hasController(mount, "memory") {
-				v2 = mount
+			if (v2 == nil || v2.Mount == mount) && hasController(mount, "memory") {
+				v2 = &Hierarchy{Version: 2, Mount: mount, Mode: h.Mode, Root: root}
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return Hierarchy{}, fmt.Errorf("read %s: %w", mountinfo, err)
 	}
-	if v2 != "" {
-		h.Version, h.Mount = 2, v2
-		return h, nil
+	switch {
+	case v1 != nil:
+		return *v1, nil
+	case v2 != nil:
+		return *v2, nil
 	}
-	return Hierarchy{Mode: h.Mode}, ErrNoMemoryController
+	return h, ErrNoMemoryController
 }
 
 func hasController(mount, name string) bool {

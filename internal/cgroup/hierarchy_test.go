@@ -33,6 +33,37 @@ func TestFindMemoryHierarchyV1(t *testing.T) {
 	}
 }
 
+// Inside a pod given the host's /sys/fs/cgroup (read-only, at the same
+// path): the runtime first mounted the container's own memory cgroup
+// there, then the host's hierarchy went over it. The host's is the one a
+// path reaches, and it shows the whole hierarchy.
+func TestFindMemoryHierarchyInContainer(t *testing.T) {
+	own := "/oomtrace-e2e/kubepods/burstable/pod0b1c/4f2e"
+	mi := writeMountinfo(t, `700 680 0:121 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,mode=755
+705 700 0:30 `+own+` /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime master:12 - cgroup cgroup rw,memory
+720 680 0:23 / /sys/fs/cgroup ro,relatime - tmpfs tmpfs rw,mode=755
+725 720 0:27 / /sys/fs/cgroup/cpu ro,relatime - cgroup cgroup rw,cpu
+728 720 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+`)
+	h, err := findMemoryHierarchy(mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != 1 || h.Mount != "/sys/fs/cgroup/memory" || h.Root != "/" || !h.Whole() {
+		t.Errorf("got v%d at %q root %q (whole %v), want v1 at /sys/fs/cgroup/memory root / (whole)", h.Version, h.Mount, h.Root, h.Whole())
+	}
+
+	// Without the host's mount, only the container's own cgroup is seen.
+	mi = writeMountinfo(t, `705 700 0:30 `+own+` /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,memory
+`)
+	if h, err = findMemoryHierarchy(mi); err != nil {
+		t.Fatal(err)
+	}
+	if h.Root != own || h.Whole() {
+		t.Errorf("got root %q (whole %v), want %q, not whole", h.Root, h.Whole(), own)
+	}
+}
+
 func TestFindMemoryHierarchyV2(t *testing.T) {
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644); err != nil {

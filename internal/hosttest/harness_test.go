@@ -215,7 +215,7 @@ type hogOpts struct {
 	// seen here as a second kill 5 ms after the first, of the allocating
 	// process); init: pid 1 of a new pid namespace running an exit hog.
 	mode string
-	adj  string // oom_score_adj, if set
+	adj  string // oom_score_adj; empty is 0
 	// write writes writeMiB to this file first (a tmpfs: shmem).
 	write    string
 	writeMiB int
@@ -232,9 +232,11 @@ func (o hogOpts) args() []string {
 	case "hold", "paced", "init":
 		args = append(args, "-"+o.mode)
 	}
-	if o.adj != "" {
-		args = append(args, "-adj", o.adj)
+	adj := o.adj
+	if adj == "" {
+		adj = "0"
 	}
+	args = append(args, "-adj", adj)
 	if o.write != "" {
 		args = append(args, "-write", o.write, "-write-mib", strconv.Itoa(o.writeMiB))
 	}

@@ -25,7 +25,7 @@ oomtrace agent --metrics-addr= --ready-file /tmp/ready --node-name vm > /tmp/eve
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
-memhog fragment > /tmp/frag 2>&1 & FRAG=$!
+memhog fragment -adj 0 > /tmp/frag 2>&1 & FRAG=$!
 i=0; while ! grep -q ready /tmp/frag && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 section buddyinfo < /proc/buddyinfo
 section frag < /tmp/frag

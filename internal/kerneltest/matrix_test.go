@@ -240,15 +240,15 @@ cg() { mkdir /sys/fs/cgroup/$1 && echo $2 > /sys/fs/cgroup/$1/memory.max; }
 
 # 1: memcg OOM: 64 MiB in a 32 MiB cgroup.
 cg s1 32M
-memhog hog -cgroup /sys/fs/cgroup/s1 -mib 64; result s1_exit $?
+memhog hog -adj 0 -cgroup /sys/fs/cgroup/s1 -mib 64; result s1_exit $?
 
 # 2: group kill: three tasks in a 64 MiB cgroup with memory.oom.group.
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_s2_before $v; }
 cg s2 64M; echo 1 > /sys/fs/cgroup/s2/memory.oom.group
-memhog hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h1 & P1=$!
-memhog hog -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h2 & P2=$!
+memhog hog -adj 0 -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h1 & P1=$!
+memhog hog -adj 0 -cgroup /sys/fs/cgroup/s2 -mib 20 -hold > /tmp/h2 & P2=$!
 i=0; while [ "$(cat /tmp/h1 /tmp/h2 | grep -c ready)" != 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-memhog hog -cgroup /sys/fs/cgroup/s2 -mib 40; result s2_exit3 $?
+memhog hog -adj 0 -cgroup /sys/fs/cgroup/s2 -mib 40; result s2_exit3 $?
 wait $P1; result s2_exit1 $?
 wait $P2; result s2_exit2 $?
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_s2_after $v; }
@@ -261,7 +261,7 @@ timeout 60 memhog fill -cgroup /sys/fs/cgroup/s3 -adj -1000 -mib 64 -file /dev/s
 rm -f /dev/shm/s3
 
 # 4: global OOM: no cgroup limit, more than the VM has.
-timeout 60 memhog hog -mib 2048; result s4_exit $?
+timeout 60 memhog hog -adj 0 -mib 2048; result s4_exit $?
 
 # 5a: huge pages until the first order-9 failure (__GFP_NOWARN).
 echo 100000 > /proc/sys/vm/nr_hugepages; result s5_hugepages $(cat /proc/sys/vm/nr_hugepages)
@@ -273,12 +273,12 @@ if [ -f /allocfail.ko ]; then insmod /allocfail.ko 2>/dev/null; result s5b_insmo
 # 6: mempolicy OOM: a task bound to node 1 (set_mempolicy MPOL_BIND)
 # overruns the node. Its cgroup has no limit.
 mkdir /sys/fs/cgroup/s6
-timeout 60 memhog hog -cgroup /sys/fs/cgroup/s6 -bind-node 1 -mib 512; result s6_exit $?
+timeout 60 memhog hog -adj 0 -cgroup /sys/fs/cgroup/s6 -bind-node 1 -mib 512; result s6_exit $?
 
 # 7: cpuset OOM: a task in a cgroup with cpuset.mems=1 overruns node 1.
 echo +cpuset > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/s7 && echo 1 > /sys/fs/cgroup/s7/cpuset.mems
-timeout 60 memhog hog -cgroup /sys/fs/cgroup/s7 -mib 512; result s7_exit $?
+timeout 60 memhog hog -adj 0 -cgroup /sys/fs/cgroup/s7 -mib 512; result s7_exit $?
 
 # 8: global OOM whose victim sits at its own cgroup's limit: it holds
 # 48 MiB at oom_score_adj 1000 in /s8, whose limit is then set 1 MiB above
@@ -290,7 +290,7 @@ i=0; while ! grep -q ready /tmp/h8 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); 
 echo $(( $(cat /sys/fs/cgroup/s8/memory.current) + (1 << 20) )) > /sys/fs/cgroup/s8/memory.max
 result s8_current $(cat /sys/fs/cgroup/s8/memory.current)
 result s8_max $(cat /sys/fs/cgroup/s8/memory.max)
-timeout 60 memhog hog -cgroup /sys/fs/cgroup/s8t -mib 2048; result s8_trigger_exit $?
+timeout 60 memhog hog -adj 0 -cgroup /sys/fs/cgroup/s8t -mib 2048; result s8_trigger_exit $?
 wait $P8; result s8_victim_exit $?
 
 grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_after $v; }

@@ -9,17 +9,24 @@
 //	memhog fill -cgroup DIR -mib N -file F     write N MiB to a tmpfs file
 //	memhog fragment [-mib N]                   fragment N MiB of memory and hold it
 //
-// Every subcommand first sets its oom_score_adj (-adj, default 0: the VM
-// scenarios' shell runs at -1000) and joins -cgroup DIR, if given. hog's
+// Every subcommand first sets its oom_score_adj to -adj, if given (the VM
+// scenarios' shell runs at -1000, so they pass -adj 0; a container's
+// process keeps the value its runtime gave it, which it may not lower),
+// and joins -cgroup DIR, if given. hog's
 // other flags, in the order they act:
 //
 //	-init               run the rest as a child and exit as it did (pid 1 of
 //	                    a new pid namespace, a container's init)
+//	-respawn            with -init: run the child again each time it exits,
+//	                    and never exit (a container whose init outlives its
+//	                    OOM-killed children)
 //	-private-tmpfs DIR  mount a 256 MiB tmpfs on DIR (started in a mount
 //	                    namespace of its own: the mount is kept private)
 //	-sleeper            leave a small process in the cgroup that holds on
 //	-write FILE -write-mib N   write N MiB to FILE, a MiB at a time
 //	-bind-node N        set_mempolicy(MPOL_BIND) to NUMA node N
+//	-on-signal          print "waiting", touch only after a SIGUSR1 (an
+//	                    OOM at the moment a test chooses)
 //	-paced              touch a MiB every 5 ms
 //	-progress           print "memhog: touched N MiB" every 8 MiB
 //	-hold               keep the memory until killed
@@ -34,6 +41,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -59,10 +67,13 @@ const (
 type hogFlags struct {
 	cgroup       string
 	adj          int
+	setAdj       bool // -adj was given
 	mib          int
 	hold, paced  bool
 	progress     bool
 	init         bool
+	respawn      bool
+	onSignal     bool
 	privateTmpfs string
 	sleeper      bool
 	write        string
@@ -79,12 +90,14 @@ func main() {
 	var f hogFlags
 	fs := flag.NewFlagSet("memhog "+cmd, flag.ExitOnError)
 	fs.StringVar(&f.cgroup, "cgroup", "", "cgroup directory to join first")
-	fs.IntVar(&f.adj, "adj", 0, "oom_score_adj to set first")
+	fs.IntVar(&f.adj, "adj", 0, "oom_score_adj to set first (not given: left as it is)")
 	fs.IntVar(&f.mib, "mib", 0, "MiB to allocate (fragment: 0 is all it can without an OOM)")
 	fs.BoolVar(&f.hold, "hold", false, "hog: print ready and keep the memory until killed")
 	fs.BoolVar(&f.paced, "paced", false, "hog: touch a MiB every 5 ms, so a victim killed meanwhile has time to free its memory")
 	fs.BoolVar(&f.progress, "progress", false, "hog: print progress every 8 MiB")
 	fs.BoolVar(&f.init, "init", false, "hog: run the hog as a child and exit as it did")
+	fs.BoolVar(&f.respawn, "respawn", false, "hog: with -init, run the child again each time it exits, and never exit")
+	fs.BoolVar(&f.onSignal, "on-signal", false, "hog: touch the memory only after a SIGUSR1")
 	fs.StringVar(&f.privateTmpfs, "private-tmpfs", "", "hog: mount a tmpfs here, private to this mount namespace")
 	fs.BoolVar(&f.sleeper, "sleeper", false, "hog: leave a small process in the cgroup that outlives the hog")
 	fs.StringVar(&f.write, "write", "", "hog: write -write-mib MiB to this file first")
@@ -93,8 +106,11 @@ func main() {
 	fs.StringVar(&f.file, "file", "", "fill: file on a tmpfs to write")
 	fs.Parse(os.Args[2:])
 
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(f.adj)), 0); err != nil {
-		fail(exitSetup, "set oom_score_adj: %v", err)
+	fs.Visit(func(given *flag.Flag) { f.setAdj = f.setAdj || given.Name == "adj" })
+	if f.setAdj {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(f.adj)), 0); err != nil {
+			fail(exitSetup, "set oom_score_adj: %v", err)
+		}
 	}
 	switch cmd {
 	case "hog":
@@ -126,7 +142,20 @@ func joinCgroup(dir string) {
 
 func hog(f hogFlags) {
 	if f.init {
-		os.Exit(runChild(slices.DeleteFunc(slices.Clone(os.Args[1:]), func(a string) bool { return a == "-init" || a == "--init" })))
+		args := slices.DeleteFunc(slices.Clone(os.Args[1:]), func(a string) bool {
+			return slices.Contains([]string{"-init", "--init", "-respawn", "--respawn"}, a)
+		})
+		if !f.respawn {
+			os.Exit(runChild(args))
+		}
+		// A SIGUSR1 meant for the child, sent to every process of the
+		// container, must not end the init. Handled, not ignored: the
+		// child starts with the default action, as exec resets handlers.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGUSR1)
+		for {
+			fmt.Printf("memhog: child exited %d\n", runChild(args))
+			time.Sleep(100 * time.Millisecond) // no busy loop if the child fails at once
+		}
 	}
 	if f.privateTmpfs != "" {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -139,7 +168,10 @@ func hog(f hogFlags) {
 	if f.sleeper {
 		// A second process of the container that outlives the hog, so
 		// the container's mounts can still be looked at after the kill.
-		args := []string{"hog", "-hold", "-adj", strconv.Itoa(f.adj)}
+		args := []string{"hog", "-hold"}
+		if f.setAdj {
+			args = append(args, "-adj", strconv.Itoa(f.adj))
+		}
 		if f.cgroup != "" {
 			args = append(args, "-cgroup", f.cgroup)
 		}
@@ -154,6 +186,12 @@ func hog(f hogFlags) {
 	}
 	if f.bindNode >= 0 {
 		bindNode(f.bindNode)
+	}
+	if f.onSignal {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		fmt.Println("waiting")
+		<-usr1
 	}
 	if f.mib > 0 {
 		touch(f.mib, f.paced, f.progress)

@@ -114,7 +114,7 @@ EOF
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/t
 echo 32M > /sys/fs/cgroup/t/memory.max
-/bin/memhog hog -cgroup /sys/fs/cgroup/t -mib 64 -progress 2>&1 | section hog
+/bin/memhog hog -adj 0 -cgroup /sys/fs/cgroup/t -mib 64 -progress 2>&1 | section hog
 hog=$?
 { echo "hog_status $hog"; cat /sys/fs/cgroup/t/memory.events; } | section oom
 `

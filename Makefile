@@ -14,7 +14,7 @@ IMAGE_ARCH ?= amd64
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build image run test unit vmtest kernels check-generated headers clean
+.PHONY: help deps generate build image run test unit vmtest kernels e2e check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -40,6 +40,8 @@ deps: ## install what building BPF and the tests need (Debian packages, Go modul
 		echo "installing: $$missing" >&2; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# the end-to-end cluster's packages (etcd, containerd, ...), their system services left off
+	bash scripts/e2e/cluster.sh deps
 	$(GO) mod download
 
 generate: ## rebuild the BPF objects and Go bindings with $(BPF_CLANG)
@@ -72,6 +74,7 @@ test: deps check-generated build kernels ## run every test (as root): unit, live
 		diff -u docs/kernels.md "$$table" >&2; \
 		echo "docs/kernels.md is out of date: run make vmtest" >&2; exit 1; \
 	fi
+	$(MAKE) --no-print-directory e2e
 
 # The fast suite is `go test -short ./...`: it needs neither root nor VMs.
 # Run as root, `make unit` runs it as $(UNIT_USER), which shows it needs
@@ -94,6 +97,9 @@ kernels: ## fetch the Debian kernels and headers the VM tests boot (cached outsi
 
 vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" TIERS="kprobe" to narrow it); a full run regenerates docs/kernels.md
 	KERNELS="$(KERNELS)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
+
+e2e: ## bring up a real single-node Kubernetes here, install deploy/kubernetes, run internal/e2e against it, tear it all down (root; Kubernetes binaries cached in /var/cache/oomtrace-e2e)
+	bash scripts/e2e/run.sh
 
 check-generated: ## regenerate BPF objects and fail if they differ from the committed ones or are new
 	$(MAKE) generate

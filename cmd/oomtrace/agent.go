@@ -29,6 +29,7 @@ func newAgentCmd() *cobra.Command {
 		tier        string
 		outputFmt   string
 		metricsAddr string
+		names       *nameFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -70,6 +71,9 @@ already captured, and exits 0.`,
 			if cfg.OOMScoreAdj < agent.MinOOMScoreAdj || cfg.OOMScoreAdj > 0 {
 				return usageError{fmt.Errorf("--oom-score-adj %d: want %d to 0 (0 leaves it as inherited)", cfg.OOMScoreAdj, agent.MinOOMScoreAdj)}
 			}
+			if err := names.check(); err != nil {
+				return usageError{err}
+			}
 			if cfg.Node == "" {
 				cfg.Node = nodeName()
 			}
@@ -101,6 +105,11 @@ already captured, and exits 0.`,
 			if hs != nil {
 				cfg.OnReady = func() { hs.SetState(health.Ready) }
 			}
+			var stopNames func()
+			if cfg.Names, stopNames, err = names.start(cfg.Node, log); err != nil {
+				return err
+			}
+			defer stopNames()
 			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {
 				return err
@@ -123,6 +132,7 @@ already captured, and exits 0.`,
 	f.Uint32Var(&cfg.AllocMinOrder, "alloc-min-order", 1, "report allocation failures of this order and above; lower ones are counted")
 	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
 	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
+	names = addNameFlags(f)
 	return cmd
 }
 

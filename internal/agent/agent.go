@@ -46,6 +46,8 @@ type Config struct {
 	// OnReady, if set, is called once every probe is attached (as
 	// ReadyFile is written): the health listener's /readyz turns 200.
 	OnReady func()
+	// Names names pods and containers (nil: events carry IDs only).
+	Names Namer
 }
 
 // Writer is where events go.
@@ -114,7 +116,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		cfg.OnReady()
 	}
 
-	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"))
+	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"), cfg.Names)
 	dec := &probe.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
 	if probes.Symbols != nil {
 		dec.Symbols = probes.Symbols

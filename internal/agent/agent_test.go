@@ -3,12 +3,17 @@
 package agent
 
 import (
+	"bytes"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/event/eventtest"
+	"github.com/oomtrace/oomtrace/internal/kube"
 )
 
 func TestVictimSet(t *testing.T) {
@@ -42,7 +47,7 @@ func TestEnrichCgroupGone(t *testing.T) {
 		Constraint: event.ConstraintMemcg,
 		Memcg:      &event.Memcg{Path: "/kubepods/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", LimitBytes: 1 << 30, UsageBytes: 1 << 30},
 	}
-	newEnricher(hier, 0).enrich(e)
+	newEnricher(hier, 0, nil).enrich(e)
 	if e.Memcg.Stat != nil || !strings.Contains(e.Memcg.StatError, "removed") || e.Memcg.StatDelayUS == nil {
 		t.Errorf("memcg %+v: want no stat, a stat_error saying the cgroup was removed, and the delay", e.Memcg)
 	}
@@ -73,4 +78,70 @@ func TestEnrichCutPathReadsNothing(t *testing.T) {
 	if e.Victim.CgroupStat != nil || e.Tasks != nil {
 		t.Errorf("read from a cut path: cgroup_stat %+v tasks %+v", e.Victim.CgroupStat, e.Tasks)
 	}
+}
+
+// fakeNamer answers from a table, and records what it was asked.
+type fakeNamer struct {
+	names map[string]kube.Names // by container ID
+	err   error
+	asked []string
+}
+
+func (f *fakeNamer) Names(_ time.Time, podUID, containerID string) (kube.Names, error) {
+	f.asked = append(f.asked, podUID+"/"+containerID)
+	return f.names[containerID], f.err
+}
+
+// The event carries the names the resolver gives for the pod and
+// container of the victim's cgroup, and what it could not name, and the
+// line still validates against the schema.
+func TestEnrichNames(t *testing.T) {
+	const uid, id = "8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	victim := func() *event.Event {
+		return &event.Event{
+			Event: event.KindOOMKill, Time: time.Now(), Node: "node-1", Constraint: event.ConstraintMemcg,
+			Victim:  &event.Victim{PID: 10, Comm: "memhog", Cgroup: "/kubepods/burstable/pod" + uid + "/" + id},
+			Trigger: &event.Trigger{PID: 10, Comm: "memhog", Cgroup: "/kubepods/burstable/pod" + uid + "/" + id},
+			Memcg:   &event.Memcg{Path: "/kubepods/burstable/pod" + uid + "/" + id, LimitBytes: 1 << 30, UsageBytes: 1 << 30},
+		}
+	}
+	names := &fakeNamer{names: map[string]kube.Names{id: {Namespace: "shop", Pod: "web-7c9d8f6b5-x2x4q", Container: "app", Workload: &kube.Workload{Kind: "Deployment", Name: "web"}}}}
+	e := victim()
+	newEnricher(nil, 0, names).enrich(e)
+	want := event.K8s{Namespace: "shop", Pod: "web-7c9d8f6b5-x2x4q", Container: "app", Workload: &event.Workload{Kind: "Deployment", Name: "web"},
+		PodUID: uid, ContainerID: id, QOS: "Burstable"}
+	if e.K8s == nil || !reflect.DeepEqual(*e.K8s, want) {
+		t.Errorf("k8s %+v, want %+v", e.K8s, want)
+	}
+	if len(names.asked) != 1 || names.asked[0] != uid+"/"+id {
+		t.Errorf("asked %q, want the victim's pod and container once", names.asked)
+	}
+	checkLine(t, e)
+
+	failing := &fakeNamer{err: errors.New("pod and container names: cri: dial unix /run/containerd/containerd.sock: connect: connection refused")}
+	e = victim()
+	newEnricher(nil, 0, failing).enrich(e)
+	if k := e.K8s; k.Pod != "" || k.Workload != nil || k.LookupError != failing.err.Error() || k.PodUID != uid {
+		t.Errorf("k8s %+v: want the IDs, no names, and lookup_error %q", k, failing.err)
+	}
+	checkLine(t, e)
+
+	// No k8s identity in the path: nothing to name, nothing asked.
+	e = victim()
+	e.Victim.Cgroup, e.Trigger.Cgroup, e.Memcg.Path = "/system.slice/cron.service", "/system.slice/cron.service", "/system.slice/cron.service"
+	asked := len(failing.asked)
+	newEnricher(nil, 0, failing).enrich(e)
+	if e.K8s != nil || len(failing.asked) != asked {
+		t.Errorf("k8s %+v, asked %q: a cgroup no pod's is not looked up", e.K8s, failing.asked)
+	}
+}
+
+func checkLine(t *testing.T, e *event.Event) {
+	t.Helper()
+	buf, err := event.EncodeLine(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Free()
+	eventtest.Validate(t, eventtest.Schema(t), bytes.TrimSpace(buf.Bytes()))
 }

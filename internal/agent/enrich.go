@@ -13,6 +13,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/kube"
 	"github.com/oomtrace/oomtrace/internal/procfs"
 )
 
@@ -20,18 +21,27 @@ import (
 const maxTasks = 10
 
 // enricher adds, the moment an event arrives, what user space can still
-// see: pod identity, memory.stat of the cgroups involved, the largest
-// tasks, free memory by order, and the diagnosis. Nothing here can drop
-// an event: what cannot be read is left out and, for memory.stat, said.
+// see: pod identity and names, memory.stat of the cgroups involved, the
+// largest tasks, free memory by order, and the diagnosis. Nothing here
+// can drop an event: what cannot be read is left out and, for memory.stat
+// and names, said.
 type enricher struct {
 	hier     *cgroup.Hierarchy // nil without a memory hierarchy
+	names    Namer             // nil: no names
 	pageSize uint64
 	memTotal uint64
 	dmaBit   uint32 // __GFP_DMA on this kernel
 }
 
-func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32) *enricher {
-	return &enricher{hier: hier, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), dmaBit: dmaBit}
+// Namer names a pod and its container from the IDs in a cgroup path, as
+// they were at time at, in a bounded time (kube.Resolver). The error says
+// what could not be named and why; the names returned are good either way.
+type Namer interface {
+	Names(at time.Time, podUID, containerID string) (kube.Names, error)
+}
+
+func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32, names Namer) *enricher {
+	return &enricher{hier: hier, names: names, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), dmaBit: dmaBit}
 }
 
 func (en *enricher) enrich(e *event.Event) {
@@ -42,6 +52,9 @@ func (en *enricher) enrich(e *event.Event) {
 		e.K8s = k8sOf(cgroup.Identify(e.Memcg.Path))
 	case e.Trigger != nil:
 		e.K8s = k8sOf(cgroup.Identify(e.Trigger.Cgroup))
+	}
+	if e.K8s != nil && en.names != nil {
+		en.name(e.Time, e.K8s)
 	}
 	if en.hier != nil {
 		en.memoryStats(e)
@@ -153,6 +166,18 @@ func k8sOf(id *cgroup.PodIdentity) *event.K8s {
 		return nil
 	}
 	return &event.K8s{PodUID: id.PodUID, ContainerID: id.ContainerID, Runtime: id.Runtime, QOS: id.QOS}
+}
+
+// name adds the pod's and container's names.
+func (en *enricher) name(at time.Time, k *event.K8s) {
+	n, err := en.names.Names(at, k.PodUID, k.ContainerID)
+	k.Namespace, k.Pod, k.Container = n.Namespace, n.Pod, n.Container
+	if w := n.Workload; w != nil {
+		k.Workload = &event.Workload{Kind: w.Kind, Name: w.Name}
+	}
+	if err != nil {
+		k.LookupError = err.Error()
+	}
 }
 
 // memoryStatOf is how a memory.stat reading looks in an event: the same

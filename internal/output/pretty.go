@@ -69,7 +69,26 @@ func (p *Pretty) Write(e *event.Event) error {
 		if k.ContainerID != "" {
 			ctr = "container " + k.ContainerID[:12]
 		}
-		row("pod", "%s, %s (%s%s)", k.PodUID, ctr, k.QOS, prefixed(", ", k.Runtime))
+		if k.Pod != "" {
+			named := "pod-level cgroup"
+			switch {
+			case k.Container != "":
+				named = "container " + quote(k.Container)
+			case k.ContainerID != "":
+				named = "sandbox container"
+			}
+			owner := ""
+			if w := k.Workload; w != nil {
+				owner = quote(w.Kind) + " " + quote(w.Name) + ", "
+			}
+			row("pod", "%s/%s, %s (%s%s%s)", quote(k.Namespace), quote(k.Pod), named, owner, k.QOS, prefixed(", ", k.Runtime))
+			row("", "pod uid %s, %s", k.PodUID, ctr)
+		} else {
+			row("pod", "%s, %s (%s%s)", k.PodUID, ctr, k.QOS, prefixed(", ", k.Runtime))
+		}
+		if k.LookupError != "" {
+			row("names", "%s", quote(k.LookupError))
+		}
 	}
 	for i, t := range e.Tasks {
 		label := ""

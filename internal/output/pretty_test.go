@@ -40,3 +40,26 @@ func TestPrettyCard(t *testing.T) {
 		t.Errorf("a process name forged a diagnosis line:\n%s", out)
 	}
 }
+
+// Names, when known, lead the pod row; the IDs follow; what could not be
+// named is said.
+func TestPrettyNames(t *testing.T) {
+	e := sampleEvent()
+	e.K8s.Namespace, e.K8s.Pod, e.K8s.Container = "shop", "web-7c9d8f6b5-x2x4q", "app"
+	e.K8s.Workload = &event.Workload{Kind: "Deployment", Name: "web"}
+	e.K8s.LookupError = "workload: api: no pod on node node-1"
+	var buf bytes.Buffer
+	if err := NewPretty(&buf).Write(e); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"pod      shop/web-7c9d8f6b5-x2x4q, container app (Deployment web, Burstable)\n",
+		"         pod uid bc001ffa-68fc-11e9-92d7-5ef9efd9374c, container a2ed67c63e82\n",
+		"names    workload: api: no pod on node node-1\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("card lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
 )
 
 func owned(kind, apiVersion, name string) []metav1.OwnerReference {
@@ -259,5 +264,21 @@ func TestRESTPods(t *testing.T) {
 	want := Names{Namespace: "shop", Pod: "web-7c9d8f6b5-x2x4q", Container: "app", Workload: &Workload{Kind: "StatefulSet", Name: "web"}}
 	if n, err := r.Names(time.Now(), uidWeb, ctrApp); err != nil || !equalNames(n, want) {
 		t.Errorf("Names = %s, %v; want %s", fmtNames(n), err, fmtNames(want))
+	}
+}
+
+// client-go's own logs reach the agent's logger, not klog's text on
+// stderr.
+func TestKlogToZap(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	logToZap(zap.New(core))
+	defer klog.ClearLogger()
+	klog.ErrorS(errors.New("connection refused"), "Failed to watch", "reflector", "pods")
+	klog.InfoS("Caches populated")
+	klog.V(4).InfoS("detail") // klog's own verbosity (0) keeps it
+	got := logs.All()
+	if len(got) != 2 || got[0].Level != zapcore.WarnLevel || got[0].Message != "Failed to watch" || got[0].ContextMap()["error"] != "connection refused" ||
+		got[0].ContextMap()["reflector"] != "pods" || got[1].Level != zapcore.InfoLevel || got[1].LoggerName != "client-go" {
+		t.Errorf("logs %+v: want the error as a warning with its fields, then the info line, no detail", got)
 	}
 }

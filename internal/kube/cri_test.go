@@ -4,6 +4,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -93,7 +95,7 @@ func (f *fakeRuntime) removeContainer(id string) {
 }
 
 // serve starts answering on f.path.
-func (f *fakeRuntime) serve(t *testing.T) {
+func (f *fakeRuntime) serve(t testing.TB) {
 	t.Helper()
 	os.Remove(f.path) // a stopped runtime's
 	l, err := net.Listen("unix", f.path)
@@ -353,5 +355,35 @@ func TestDetectSocket(t *testing.T) {
 	}
 	if _, err := detectSocket([]string{missing, file}); err == nil || !strings.Contains(err.Error(), "no container runtime socket at "+missing+", "+file) {
 		t.Errorf("no socket: err %v; want the paths tried", err)
+	}
+}
+
+// One list of a full node: kubelet's default of 110 pods, each with a
+// sandbox and three containers.
+func BenchmarkCRIList(b *testing.B) {
+	dir, err := os.MkdirTemp("", "cri")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	rt := &fakeRuntime{path: filepath.Join(dir, "cri.sock")}
+	for i := range 110 {
+		uid := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
+		rt.addSandbox(fmt.Sprintf("%064x", i<<8), uid, "ns", fmt.Sprintf("pod-%d", i))
+		for j := 1; j <= 3; j++ {
+			rt.addContainer(fmt.Sprintf("%064x", i<<8|j), uid, "ns", fmt.Sprintf("pod-%d", i), fmt.Sprintf("c%d", j))
+		}
+	}
+	rt.serve(b)
+	defer rt.srv.Stop()
+	s := newCRISource(rt.path, time.Hour, time.Now, zap.NewNop())
+	defer s.close()
+	b.ReportAllocs()
+	for b.Loop() {
+		done, errOf := s.fresh(time.Now())
+		<-done
+		if err := errOf(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

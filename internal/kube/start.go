@@ -125,6 +125,7 @@ func apiClient(cfg Config, log *zap.Logger) (podClient, error) {
 		log.Warn(notUsed, zap.String("why", "no node name to watch the pods of (--node-name, $NODE_NAME)"))
 		return nil, nil
 	}
+	logToZap(log)
 	rc.UserAgent = "oomtrace"
 	client, err := newRESTPods(rc)
 	if err != nil {

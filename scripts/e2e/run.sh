@@ -16,6 +16,8 @@ e2e=scripts/e2e
 GO=${GO:-go}
 MAKE=${MAKE:-make}
 MEMHOG_IMAGE=oomtrace-e2e/memhog:1
+# Only this cluster's, set below: never a cluster the caller points at.
+unset KUBECONFIG OOMTRACE_E2E_DIR
 
 [ "$(id -u)" = 0 ] || {
 	echo "e2e: needs root (a kubelet, containerd, BPF)" >&2
@@ -24,14 +26,6 @@ MEMHOG_IMAGE=oomtrace-e2e/memhog:1
 t0=$SECONDS
 bash $e2e/build-k8s.sh
 t_build=$SECONDS
-
-# Images first, so the cluster runs no longer than the tests need it.
-$MAKE --no-print-directory image
-images=$(mktemp -d /tmp/oomtrace-e2e-images.XXXXXX)
-mkimage=$images/mkimage
-$GO build -o "$mkimage" ./scripts/mkimage
-CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$images/memhog" ./internal/memhog
-"$mkimage" -o "$images/memhog.tar" -tag $MEMHOG_IMAGE -entrypoint /memhog "$images/memhog=/memhog"
 
 diagnostics() {
 	echo "===== e2e diagnostics" >&2
@@ -53,15 +47,23 @@ status=1
 finish() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[ $status = 0 ] || { [ -z "${KUBECONFIG:-}" ] || diagnostics; }
+	[ $status = 0 ] || [ -z "${OOMTRACE_E2E_DIR:-}" ] || diagnostics
 	bash $e2e/cluster.sh down || rc=1
 	rm -rf "$images"
 	echo "e2e: build/cached ${t_build}s, total $((SECONDS - t0))s" >&2
 	[ $status = 0 ] || [ $rc != 0 ] || rc=1
 	exit $rc
 }
+images=$(mktemp -d /tmp/oomtrace-e2e-images.XXXXXX)
 trap finish EXIT
 trap 'exit 130' INT TERM
+
+# Images first, so the cluster runs no longer than the tests need it.
+$MAKE --no-print-directory image
+mkimage=$images/mkimage
+$GO build -o "$mkimage" ./scripts/mkimage
+CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$images/memhog" ./internal/memhog
+"$mkimage" -o "$images/memhog.tar" -tag $MEMHOG_IMAGE -entrypoint /memhog "$images/memhog=/memhog"
 
 OOMTRACE_E2E_MKIMAGE=$mkimage bash $e2e/cluster.sh up
 t_up=$SECONDS
@@ -71,9 +73,9 @@ for tar in bin/oomtrace-image.tar "$images/memhog.tar"; do
 done
 
 # The overlay: deploy/kubernetes as it is (kustomize takes a base by
-# relative path only), with the apiserver's address
-# (there is no kube-proxy to serve the kubernetes Service) and the runtime's
-# socket when it is not where the agent looks by default.
+# relative path only), with the apiserver's address (there is no
+# kube-proxy to serve the kubernetes Service), and the runtime's socket
+# when it is not where the agent looks by default.
 overlay=$OOMTRACE_E2E_DIR/overlay
 mkdir -p "$overlay"
 {

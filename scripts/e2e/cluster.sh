@@ -59,9 +59,9 @@ die() {
 # --- packages -----------------------------------------------------------
 
 # deps installs the missing packages. Their services are kept from starting
-# (policy-rc.d, honoured by invoke-rc.d and deb-systemd-invoke) and, under
-# systemd, disabled: the cluster runs its own instances, and a system
-# containerd would take the runtime's usual socket.
+# (policy-rc.d, honoured by invoke-rc.d and deb-systemd-invoke) and
+# disabled: the cluster runs its own instances, and a system containerd
+# would take the runtime's usual socket.
 deps() {
 	local missing=() p
 	for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -75,14 +75,19 @@ deps() {
 	{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } || rc=$?
 	[ -z "$own_policy" ] || rm -f $policy
 	[ $rc = 0 ] || die "apt-get install ${missing[*]} failed"
-	if [ -d /run/systemd/system ]; then
-		for p in "${missing[@]}"; do
-			case $p in
-			etcd-server) systemctl disable --now etcd.service >/dev/null 2>&1 || true ;;
-			containerd) systemctl disable --now containerd.service >/dev/null 2>&1 || true ;;
-			esac
-		done
-	fi
+	local service
+	for p in "${missing[@]}"; do
+		case $p in
+		etcd-server) service=etcd ;;
+		containerd) service=containerd ;;
+		*) continue ;;
+		esac
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+		elif [ -x "/etc/init.d/$service" ]; then
+			update-rc.d "$service" disable >/dev/null 2>&1 || true
+		fi
+	done
 }
 
 # --- state --------------------------------------------------------------
@@ -373,6 +378,8 @@ up() {
 	trap 'exit 130' INT TERM
 
 	PKI=$W/pki
+	# kubectl's discovery cache, else in ~/.kube
+	export KUBECACHEDIR=$W/kubectl-cache
 	mkdir -p "$W/logs" "$W/pids"
 	for s in "${SYSCTLS[@]}"; do echo "$s $(sysctl -n "$s")"; done >"$STATE/sysctls"
 	existed HAD_VAR_LIB_KUBELET /var/lib/kubelet
@@ -613,6 +620,7 @@ env_vars() {
 	load
 	cat <<EOF
 export KUBECONFIG=$WORK/admin.kubeconfig
+export KUBECACHEDIR=$WORK/kubectl-cache
 export OOMTRACE_E2E_DIR=$WORK
 export OOMTRACE_E2E_KUBECTL=$K8S_BIN/kubectl
 export OOMTRACE_E2E_CRI_SOCKET=$CRI_SOCKET

@@ -79,9 +79,13 @@ func (c *cluster) runtime(t *testing.T, cmd string) {
 	}
 }
 
-// buildAgent builds the agent for this host.
+// buildAgent returns the agent binary for this host: the image's
+// ($OOMTRACE_E2E_AGENT_BIN, from make image), else one built here.
 func buildAgent(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("OOMTRACE_E2E_AGENT_BIN"); bin != "" {
+		return bin
+	}
 	bin := filepath.Join(t.TempDir(), "oomtrace")
 	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/oomtrace")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

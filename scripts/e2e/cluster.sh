@@ -593,7 +593,7 @@ EOF
 import_pause() {
 	mkdir -p "$W/images"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$W/images/pause" ./scripts/e2e/pause)
-	mkimage -o "$W/images/pause.tar" -tag "$PAUSE_IMAGE" -entrypoint /pause "$W/images/pause=/pause"
+	mkimage -o "$W/images/pause.tar" -tag "$PAUSE_IMAGE" -arch "$(go env GOARCH)" -entrypoint /pause "$W/images/pause=/pause"
 	ctr -a "$CRI_SOCKET" -n k8s.io images import "$W/images/pause.tar" >/dev/null
 }
 

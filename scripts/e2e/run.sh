@@ -59,11 +59,12 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 
 # Images first, so the cluster runs no longer than the tests need it.
-$MAKE --no-print-directory image
+arch=$($GO env GOARCH)
+$MAKE --no-print-directory image IMAGE_ARCH="$arch"
 mkimage=$images/mkimage
 $GO build -o "$mkimage" ./scripts/mkimage
 CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$images/memhog" ./internal/memhog
-"$mkimage" -o "$images/memhog.tar" -tag $MEMHOG_IMAGE -entrypoint /memhog "$images/memhog=/memhog"
+"$mkimage" -o "$images/memhog.tar" -tag $MEMHOG_IMAGE -arch "$arch" -entrypoint /memhog "$images/memhog=/memhog"
 
 OOMTRACE_E2E_MKIMAGE=$mkimage bash $e2e/cluster.sh up
 t_up=$SECONDS
@@ -120,6 +121,8 @@ kubectl -n "${ds%/*}" wait pod --all --for=condition=Ready --timeout=60s
 t_ready=$SECONDS
 
 export OOMTRACE_E2E_MEMHOG_IMAGE=$MEMHOG_IMAGE
+# the image's binary, for a test that also runs the agent on the host
+export OOMTRACE_E2E_AGENT_BIN=$repo/bin/image-$arch/oomtrace
 $GO test -tags e2e -count=1 -v -timeout 20m ${E2E_RUN:+-run "$E2E_RUN"} ./internal/e2e/
 status=0
 echo "e2e: cluster up in $((t_up - t_build))s (with images), agent Ready $((t_ready - t_up))s later, tests $((SECONDS - t_ready))s" >&2

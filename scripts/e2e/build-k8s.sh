@@ -29,9 +29,17 @@ if complete; then
 fi
 
 mkdir -p "$CACHE"
+# One build at a time; one that waited may find the cache filled.
+exec 9>"$CACHE/.lock"
+flock 9
+if complete; then
+	echo "kubernetes $K8S_VERSION: cached in $dest/bin" >&2
+	exit 0
+fi
 # Everything is written under a temporary directory beside the cache and
 # renamed into place at the end, so a build killed halfway leaves no
-# cache that looks complete.
+# cache that looks complete; what a killed build left is removed here.
+rm -rf "$CACHE/.build-$K8S_VERSION".*
 work=$(mktemp -d "$CACHE/.build-$K8S_VERSION.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 

@@ -300,7 +300,7 @@ down() {
 	# shellcheck disable=SC1091
 	. "$STATE/state"
 	W=${WORK:?state without WORK}
-	log "tearing down the cluster in $W"
+	log "tearing down the cluster in $W (holding $(held_mib) MiB)"
 	stop_processes || ok=
 	unmount_under "$W" || ok=
 	remove_cgroups || ok=

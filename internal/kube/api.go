@@ -83,7 +83,8 @@ func (p *restPods) Watch(ctx context.Context, o metav1.ListOptions) (watch.Inter
 }
 
 // newAPISource starts a watch on the pods of node. changed, if not nil,
-// is called after each change is in the table (for tests).
+// is called after each change is in the table, and after each error of
+// the watch (for tests).
 func newAPISource(client podClient, node string, now func() time.Time, log *zap.Logger, changed func()) *apiSource {
 	s := &apiSource{node: node, store: newStore(now), synced: make(chan struct{}), log: log, changed: changed}
 	onNode := func(o *metav1.ListOptions) {
@@ -110,6 +111,7 @@ func newAPISource(client podClient, node string, now func() time.Time, log *zap.
 		if first {
 			log.Warn("names: the Kubernetes API watch failed; it is retried", zap.Error(err))
 		}
+		s.notify()
 	})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.update(obj) },

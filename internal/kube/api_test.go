@@ -13,18 +13,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
-	"k8s.io/klog/v2"
 )
 
 func owned(kind, apiVersion, name string) []metav1.OwnerReference {
@@ -267,18 +270,49 @@ func TestRESTPods(t *testing.T) {
 	}
 }
 
-// client-go's own logs reach the agent's logger, not klog's text on
-// stderr.
-func TestKlogToZap(t *testing.T) {
+// client-go's own logs, through klog's logr interface, reach the agent's
+// logger: errors as warnings with their fields, verbose lines as debug.
+func TestKlogSink(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	logToZap(zap.New(core))
-	defer klog.ClearLogger()
-	klog.ErrorS(errors.New("connection refused"), "Failed to watch", "reflector", "pods")
-	klog.InfoS("Caches populated")
-	klog.V(4).InfoS("detail") // klog's own verbosity (0) keeps it
+	l := logr.New(zapSink{log: zap.New(core).Named("client-go")})
+	l.Error(errors.New("connection refused"), "Failed to watch", "reflector", "pods")
+	l.Info("Caches populated")
+	l.V(4).Info("detail")
 	got := logs.All()
-	if len(got) != 2 || got[0].Level != zapcore.WarnLevel || got[0].Message != "Failed to watch" || got[0].ContextMap()["error"] != "connection refused" ||
-		got[0].ContextMap()["reflector"] != "pods" || got[1].Level != zapcore.InfoLevel || got[1].LoggerName != "client-go" {
-		t.Errorf("logs %+v: want the error as a warning with its fields, then the info line, no detail", got)
+	if len(got) != 3 || got[0].Level != zapcore.WarnLevel || got[0].Message != "Failed to watch" || got[0].ContextMap()["error"] != "connection refused" ||
+		got[0].ContextMap()["reflector"] != "pods" || got[1].Level != zapcore.InfoLevel || got[1].LoggerName != "client-go" || got[2].Level != zapcore.DebugLevel {
+		t.Errorf("logs %+v: want the error as a warning with its fields, the info line, the detail at debug", got)
+	}
+	core, logs = observer.New(zapcore.InfoLevel)
+	l = logr.New(zapSink{log: zap.New(core)})
+	if l.V(4).Enabled() {
+		t.Error("verbose lines enabled on an info logger")
+	}
+}
+
+// An API that refuses the list (no RBAC for pods): the lookup says why,
+// waits once at most the lookup timeout, and later lookups do not wait.
+func TestAPIForbidden(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("User \"system:serviceaccount:oomtrace:oomtrace\" cannot list resource \"pods\""))
+	})
+	failed := make(chan struct{}, 64)
+	src := newAPISource(client.CoreV1().Pods(metav1.NamespaceAll), "node-1", time.Now, zaptest.NewLogger(t), func() { failed <- struct{}{} })
+	r := &Resolver{timeout: LookupTimeout, sources: []source{src}}
+	defer r.Close()
+	select {
+	case <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no error from the informer in 10s")
+	}
+	_, err := namesWithin(t, r, time.Now(), uidWeb, ctrApp)
+	if err == nil || !strings.HasPrefix(err.Error(), "pod and container names: api: ") || !strings.Contains(err.Error(), "cannot list resource \"pods\"") {
+		t.Errorf("err %v: want the API's refusal", err)
+	}
+	start := time.Now()
+	namesWithin(t, r, time.Now(), uidWeb, ctrApp)
+	if took := time.Since(start); took >= LookupTimeout {
+		t.Errorf("a second lookup waited %s for a list that has not come in", took)
 	}
 }

@@ -334,6 +334,17 @@ func TestCRIRuntimeHangs(t *testing.T) {
 	if took := time.Since(start); took >= LookupTimeout {
 		t.Errorf("a second lookup waited %s for the list already running", took)
 	}
+	// Stopping the agent does not wait for the list either.
+	closed := make(chan struct{})
+	go func() {
+		r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited 5s for a list the runtime does not answer")
+	}
 }
 
 // Auto-detection takes the first path that is a socket.

@@ -4,6 +4,7 @@ package kube
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/go-logr/logr"
 	"go.uber.org/zap"
@@ -14,9 +15,12 @@ import (
 // logToZap sends client-go's own logs (klog) to the agent's logger, so
 // that stderr stays one JSON object per line: klog would write its own
 // text format there. Its verbose chatter is debug; its errors, warnings.
+// Once per process, before client-go runs: klog's logger is global.
 func logToZap(log *zap.Logger) {
-	klog.SetLogger(logr.New(zapSink{log: log.Named("client-go")}))
+	klogOnce.Do(func() { klog.SetLogger(logr.New(zapSink{log: log.Named("client-go")})) })
 }
+
+var klogOnce sync.Once
 
 type zapSink struct{ log *zap.Logger }
 

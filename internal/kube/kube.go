@@ -211,11 +211,14 @@ func (r *Resolver) reason(s source, at time.Time, podUID, containerID string) st
 	done, errOf := s.fresh(at)
 	select {
 	case <-done:
-		if err := errOf(); err != nil {
-			return err.Error()
-		}
 	default:
+		if err := errOf(); err != nil {
+			return err.Error() // a watch that keeps failing, e.g. forbidden
+		}
 		return fmt.Sprintf("no answer within %s", r.timeout)
+	}
+	if err := errOf(); err != nil {
+		return err.Error()
 	}
 	return s.notFound(podUID, containerID)
 }

@@ -64,20 +64,19 @@ func Start(cfg Config, log *zap.Logger) (*Resolver, error) {
 	case "none":
 		log.Info("names: container runtime not used", zap.String("why", "--cri-endpoint none"))
 	case "", "auto":
+		// A socket found now is kept: a runtime that stops and comes back
+		// is the same runtime. None found: looked for at every poll.
 		path, err := detectSocket(CRIEndpoints)
+		why := "auto-detected"
 		if err != nil {
-			log.Warn("names: no container runtime socket yet; looking again at every poll", zap.Strings("paths", CRIEndpoints))
-		} else {
-			log.Info("names: container runtime (CRI)", zap.String("why", "auto-detected"), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
+			why = "auto-detect: no socket yet, looking at every poll"
 		}
-		r.sources = append(r.sources, newCRISource("", cfg.PollInterval, now, log))
+		log.Info("names: container runtime (CRI)", zap.String("why", why), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
+		r.sources = append(r.sources, newCRISource(path, cfg.PollInterval, now, log))
 	default:
+		// A socket missing now is the poll's to warn of, and to find later.
 		path := strings.TrimPrefix(ep, "unix://")
-		if _, err := os.Stat(path); err != nil {
-			log.Warn("names: the container runtime's socket is missing; trying again at every poll", zap.String("endpoint", path), zap.Error(err))
-		} else {
-			log.Info("names: container runtime (CRI)", zap.String("why", "--cri-endpoint"), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
-		}
+		log.Info("names: container runtime (CRI)", zap.String("why", "--cri-endpoint"), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
 		r.sources = append(r.sources, newCRISource(path, cfg.PollInterval, now, log))
 	}
 	client, err := apiClient(cfg, log)

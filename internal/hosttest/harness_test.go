@@ -352,8 +352,10 @@ func launchAgentTo(t *testing.T, timeout time.Duration, w io.Writer, args ...str
 	a := &agentRun{
 		// No health listener unless a test asks for one: agents run in
 		// parallel, beside any agent on this node, and must not compete
-		// for its port.
-		cmd:    exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr="}, args...)...),
+		// for its port. No names: the pods of these cgroup trees are made
+		// up, and no runtime or API knows them.
+		cmd: exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr=",
+			"--cri-endpoint=none", "--kube-api=off"}, args...)...),
 		exited: make(chan struct{}),
 	}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr

@@ -17,8 +17,10 @@ import (
 )
 
 // The container runtime stops for a while. Containers keep running and
-// OOMs keep happening; the DaemonSet's agent still writes each one at once
-// (the API still names them). An agent that knows the node only through
+// OOMs keep happening; the DaemonSet's agent still writes each one, named
+// (the API still knows the pod). Its stdout reaches the log file through
+// the runtime (containerd writes it), so those lines show in kubectl logs
+// once the runtime is back. An agent that knows the node only through
 // the runtime, started during the outage, writes its events with
 // k8s.lookup_error saying why, and names them once the runtime is back.
 func TestRuntimeStopped(t *testing.T) {
@@ -26,6 +28,8 @@ func TestRuntimeStopped(t *testing.T) {
 	ns := c.namespace(t, "e2e-runtime")
 	p := c.startRespawning(t, ns, "steady")
 	agentBin := buildAgent(t)
+	want := names{namespace: ns, pod: p.Metadata.Name, container: "main",
+		workloadKind: "Deployment", workloadName: "steady", qos: "Burstable"}
 
 	c.runtime(t, "runtime-stop")
 	stopped := true
@@ -53,7 +57,7 @@ func TestRuntimeStopped(t *testing.T) {
 		func() []event { return host.events()[before:] }, ofPod(p.Metadata.UID))
 	checkNames(t, after, p, names{namespace: ns, pod: p.Metadata.Name, container: "main", qos: "Burstable"})
 
-	// The DaemonSet's agent wrote both, named (the API knew the pod).
+	// The DaemonSet's agent wrote both, named.
 	var ds []event
 	waitFor(t, "from the DaemonSet for both OOMs", eventTimeout, func() []event {
 		ds = nil
@@ -65,8 +69,7 @@ func TestRuntimeStopped(t *testing.T) {
 		return ds
 	}, func(event) bool { return len(ds) >= 2 })
 	for _, e := range ds {
-		checkNames(t, e, p, names{namespace: ns, pod: p.Metadata.Name, container: "main",
-			workloadKind: "Deployment", workloadName: "steady", qos: "Burstable"})
+		checkNames(t, e, p, want)
 	}
 }
 

@@ -4,13 +4,16 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,7 +40,7 @@ type apiSource struct {
 	changed func()
 
 	mu      sync.Mutex
-	lastErr error // the watch's last error; cleared by the next change
+	lastErr error // the watch's last error; cleared when the API answers
 }
 
 // podClient lists and watches pods in every namespace: a REST client
@@ -90,25 +93,36 @@ func newAPISource(client podClient, node string, now func() time.Time, log *zap.
 	onNode := func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 	}
+	// A list or watch that the API answers clears the last error.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			onNode(&o)
-			return client.List(ctx, o)
+			list, err := client.List(ctx, o)
+			if err == nil {
+				s.setErr(nil)
+			}
+			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			onNode(&o)
-			return client.Watch(ctx, o)
+			w, err := client.Watch(ctx, o)
+			if err == nil {
+				s.setErr(nil)
+			}
+			return w, err
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	// Only before the informer runs; they cannot fail then.
 	_ = inf.SetTransform(trimPod)
 	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		s.mu.Lock()
-		first := s.lastErr == nil
-		s.lastErr = err
-		s.mu.Unlock()
-		if first {
+		// A watch the API ends (expired, closed) is routine: the
+		// informer lists or watches again.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			log.Debug("names: the Kubernetes API watch ended; watching again", zap.Error(err))
+			return
+		}
+		if s.setErr(err) {
 			log.Warn("names: the Kubernetes API watch failed; it is retried", zap.Error(err))
 		}
 		s.notify()
@@ -147,6 +161,16 @@ func (s *apiSource) fresh(time.Time) (<-chan struct{}, func() error) {
 	return s.synced, s.err
 }
 
+// setErr records the watch's error (nil: it answers again), and says
+// whether it is new after a time without one.
+func (s *apiSource) setErr(err error) (first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first = s.lastErr == nil && err != nil
+	s.lastErr = err
+	return first
+}
+
 func (s *apiSource) err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,9 +194,6 @@ func (s *apiSource) update(obj any) {
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	s.lastErr = nil
-	s.mu.Unlock()
 	uid := kubeletUID(p)
 	ctrs := map[string]*container{}
 	for id, name := range containerIDs(p) {

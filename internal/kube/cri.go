@@ -116,6 +116,7 @@ func (s *criSource) poll(ctx context.Context, interval time.Duration) {
 		err := s.list(ctx)
 		s.rounds.end(r, err)
 		switch {
+		case ctx.Err() != nil: // stopping: the list was cut short
 		case err != nil && (first || down == nil || err.Error() != down.Error()):
 			s.log.Warn("names: the container runtime cannot be listed; pods it has not listed before get k8s.lookup_error until it can", zap.Error(err))
 		case err == nil && down != nil:

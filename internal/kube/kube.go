@@ -13,6 +13,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,8 +54,8 @@ type source interface {
 	// had at time at (a list started after it, or the first sync), and the
 	// error of that list, valid once the channel is closed.
 	fresh(at time.Time) (<-chan struct{}, func() error)
-	// notFound says why a pod or container is missing from a table that
-	// is fresh: the source's last error, or that it does not list it.
+	// notFound says that a table that is fresh lacks the pod, or its
+	// container.
 	notFound(podUID, containerID string) string
 	close()
 }
@@ -103,21 +104,12 @@ func (m missing) sources() []source {
 	var all []source
 	for _, s := range [][]source{m.names, m.container, m.workload} {
 		for _, src := range s {
-			if !containsSource(all, src) {
+			if !slices.Contains(all, src) {
 				all = append(all, src)
 			}
 		}
 	}
 	return all
-}
-
-func containsSource(list []source, s source) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // lookup merges what the sources know: the first that names a thing

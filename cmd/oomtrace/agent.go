@@ -16,6 +16,7 @@ import (
 
 	"github.com/oomtrace/oomtrace/internal/agent"
 	"github.com/oomtrace/oomtrace/internal/health"
+	"github.com/oomtrace/oomtrace/internal/kube"
 	"github.com/oomtrace/oomtrace/internal/output"
 	"github.com/oomtrace/oomtrace/internal/probe"
 	"github.com/oomtrace/oomtrace/internal/version"
@@ -37,7 +38,12 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run the tracing agent, as a DaemonSet does. Every OOM kill becomes one
 JSON object on stdout (fields: docs/events.md). The agent's own logs go to
 stderr. SIGINT or SIGTERM detaches every probe, writes out the events
-already captured, and exits 0.`,
+already captured, and exits 0.
+
+An event in a Kubernetes pod names its namespace, pod and container, from
+the node's container runtime (CRI socket), and its workload, from the
+Kubernetes API when the agent runs in a cluster; what cannot be named is
+said in k8s.lookup_error, and never holds an event back more than ` + kube.LookupTimeout.String() + `.`,
 		Example: `  # trace on this node, events to a file, logs on the terminal
   sudo oomtrace agent > oom-events.jsonl
 

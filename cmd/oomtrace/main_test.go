@@ -107,7 +107,7 @@ func TestHelp(t *testing.T) {
 			"Examples:", "SIGTERM", "--ready-file", "--output", "pretty",
 			"--tier", "fentry, kprobe or tracepoint", "--oom-score-adj", "(default -999)", "CAP_SYS_RESOURCE",
 			"--ringbuf-size", "--alloc-failures", "--metrics-addr", `(default ":9746")`, "/readyz",
-			"--cri-endpoint", "auto (the first of containerd's, cri-o's", "or none", `(default "auto")`,
+			"k8s.lookup_error", "--cri-endpoint", "auto (the first of containerd's, cri-o's", "or none", `(default "auto")`,
 			"--kube-api", "auto (when in a cluster, or with --kubeconfig) or off", "--kubeconfig", "--names-poll-interval", "(default 3s)",
 		}},
 		{[]string{"check", "--help"}, []string{"--json", "--tier", "Exits 1 when OOM kills cannot be traced"}},

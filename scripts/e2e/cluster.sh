@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # A real single-node Kubernetes cluster on this machine, for the end-to-end
-# tests (see docs in README.md, "End-to-end tests"). Root only.
+# tests (README.md, "End-to-end: a real Kubernetes node"). Root only.
 #
 #   cluster.sh deps    install the Debian packages it runs (their system
 #                      services stay off)
@@ -212,8 +212,8 @@ cgroup_pids() {
 # first. A memory cgroup whose last process just died can stay busy for a
 # moment: retry.
 remove_cgroups() {
-	local h try left
-	for try in $(seq 50); do
+	local h left
+	for _ in $(seq 50); do
 		left=
 		for h in $(hierarchies); do
 			[ -d "$h/$CGROUP_ROOT" ] || continue
@@ -283,8 +283,8 @@ mounts_under() {
 }
 
 unmount_under() {
-	local dir=$1 m try
-	for try in $(seq 10); do
+	local dir=$1 m
+	for _ in $(seq 10); do
 		[ -n "$(mounts_under "$dir")" ] || return 0
 		while IFS= read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done < <(mounts_under "$dir")
 	done
@@ -406,6 +406,8 @@ up() {
 	containerd_config
 	start_runtime
 
+	# No --allow-privileged: the apiserver refuses privileged containers,
+	# and deploy/kubernetes must work without.
 	start kube-apiserver "$K8S_BIN/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
@@ -418,7 +420,6 @@ up() {
 		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
 		--kubelet-preferred-address-types Hostname,InternalIP \
 		--endpoint-reconciler-type none \
-		--allow-privileged \
 		--feature-gates "$FEATURE_GATES"
 	start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
 		--kubeconfig "$W/controller-manager.kubeconfig" \
@@ -583,7 +584,7 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 rotateCertificates: false
 serverTLSBootstrap: false
-featureGates: {PodLevelResources: true}
+featureGates: {${FEATURE_GATES/=/: }}
 EOF
 	echo "$W/kubelet.yaml"
 }

@@ -39,6 +39,7 @@ diagnostics() {
 }
 
 agent_selector() {
+	# shellcheck disable=SC2016 # a Go template, not shell
 	kubectl -n "$OOMTRACE_E2E_AGENT_NAMESPACE" get daemonset "$OOMTRACE_E2E_AGENT_DAEMONSET" \
 		-o go-template='{{range $k, $v := .spec.selector.matchLabels}}{{$k}}={{$v}},{{end}}' | sed 's/,$//'
 }

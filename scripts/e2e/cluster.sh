@@ -44,7 +44,7 @@ KUBELET_HEALTHZ_PORT=${OOMTRACE_E2E_KUBELET_HEALTHZ_PORT:-10248}
 SERVICE_CIDR=10.96.0.0/24
 PAUSE_IMAGE=oomtrace-e2e/pause:1
 FEATURE_GATES=PodLevelResources=true # seed 004: a pod-level memory limit
-APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins openssl)
+APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins openssl procps)
 # The sysctls kubelet sets when protectKernelDefaults is false.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 STANDARD_CRI_SOCKET=/run/containerd/containerd.sock
@@ -304,7 +304,7 @@ down() {
 	stop_processes || ok=
 	unmount_under "$W" || ok=
 	remove_cgroups || ok=
-	restore_sysctls
+	restore_sysctls || ok=
 	remove_host_files
 	# --one-file-system: never into a mount that could not be removed
 	rm -rf --one-file-system "$W"
@@ -318,12 +318,20 @@ down() {
 	fi
 }
 
+# restore_sysctls sets back the values recorded before the kubelet ran and
+# fails if one does not take.
 restore_sysctls() {
-	local name value
+	local name value ok=yes
 	[ -f "$STATE/sysctls" ] || return 0
 	while read -r name value; do
-		[ "$(sysctl -n "$name" 2>/dev/null)" = "$value" ] || sysctl -q -w "$name=$value" >/dev/null || log "cannot restore $name=$value"
+		[ "$(sysctl -n "$name" 2>/dev/null)" = "$value" ] && continue
+		sysctl -q -w "$name=$value" >/dev/null 2>&1 || true
+		[ "$(sysctl -n "$name" 2>/dev/null)" = "$value" ] || {
+			log "cannot restore $name=$value"
+			ok=
+		}
 	done <"$STATE/sysctls"
+	[ -n "$ok" ]
 }
 
 # remove_host_files removes what the kubelet and containerd write at fixed

@@ -58,8 +58,8 @@ JSON object per event to stdout: the victim, the task that triggered the
 OOM, the memory cgroup whose limit fired with its usage and limit, and the
 Kubernetes pod and container. Its own logs go to stderr.
 
-It needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) and a kernel
-with BTF (CONFIG_DEBUG_INFO_BTF=y). Run 'oomtrace check' to see what this
+It needs root (or CAP_BPF and CAP_PERFMON; deploy/README.md lists what
+else each capability adds) and a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y). Run 'oomtrace check' to see what this
 kernel supports.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

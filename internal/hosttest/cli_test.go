@@ -27,7 +27,7 @@ func TestCLI(t *testing.T) {
 		{"bad log level is a usage error", []string{"agent", "--log-level", "loud"}, false, 2, []string{`--log-level "loud": want debug, info, warn or error`}},
 		{"bad ring buffer size names the input", []string{"agent", "--ringbuf-size", "1000"}, false, 2, []string{"ring buffer size 1000: want a power of two"}},
 		{"check reports the hook and its tier", []string{"check"}, false, 0, []string{"oom:mark_victim", "tracepoint", "OOM kills can be traced"}},
-		{"not root says what is needed", []string{"agent", "--metrics-addr="}, true, 1, []string{"run as root, or grant CAP_BPF, CAP_PERFMON", "lacks CAP_BPF and CAP_PERFMON"}},
+		{"not root says what is needed", []string{"agent", "--metrics-addr="}, true, 1, []string{"run as root, or grant CAP_BPF and CAP_PERFMON", "lacks CAP_BPF and CAP_PERFMON"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(oomtraceBin, tc.args...)

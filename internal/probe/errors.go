@@ -48,7 +48,7 @@ const (
 )
 
 // ErrPrivileges means the process may not load tracing programs.
-var ErrPrivileges = errors.New("missing privileges: run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (CAP_SYS_ADMIN on kernels before 5.8)")
+var ErrPrivileges = errors.New("missing privileges: run as root, or grant CAP_BPF and CAP_PERFMON (and CAP_SYS_RESOURCE on kernels before 5.11; CAP_SYS_ADMIN before 5.8)")
 
 // checkPrivileges fails early, with what is missing, rather than with the
 // first EPERM from a syscall deep in the loader.

@@ -48,6 +48,16 @@ type Config struct {
 	OnReady func()
 	// Names names pods and containers (nil: events carry IDs only).
 	Names Namer
+	// Sinks see every event after its line is written.
+	Sinks []Sink
+}
+
+// Sink is handed every event after its line is written: metrics,
+// Kubernetes Events. Observe must return at once (a sink that does slow
+// work queues with a bound and counts what it drops): the lines must not
+// wait. The event is not changed afterwards; a sink must not change it.
+type Sink interface {
+	Observe(*event.Event)
 }
 
 // Writer is where events go.
@@ -159,6 +169,9 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				continue
 			}
 			stats.Events[e.Event]++
+			for _, s := range cfg.Sinks {
+				s.Observe(e)
+			}
 		case <-ticker.C:
 			if c, err := probes.Counters(); err == nil {
 				if loss := c.Lost() + queueDrops.Load(); loss > lastLoss {

@@ -129,7 +129,7 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write this file once every probe is attached; removed on exit")
 	f.StringVar(&metricsAddr, "metrics-addr", defaultMetricsAddr, "serve /healthz (alive) and /readyz (every probe attached) on this [HOST]:PORT, for kubelet's probes; empty turns the listener off")
 	f.Uint32Var(&ringBufSize, "ringbuf-size", probe.DefaultRingBufSize, "BPF ring buffer size in bytes (a power of two, at least a page)")
-	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and output before new ones are dropped and counted")
+	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and enrichment, and again between enrichment and output, before new ones are dropped and counted")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")
 	f.StringVar(&outputFmt, "output", "json", "event format on stdout: json (one object per line, for log pipelines) or pretty (an incident card per event, for terminals)")
 	f.StringVar(&logLevel, "log-level", "info", "stderr log level: debug, info, warn, error")

@@ -28,8 +28,9 @@ type Config struct {
 	Node        string
 	ReadyFile   string // written once every probe is attached
 	RingBufSize uint32
-	// QueueSize bounds the events decoded but not yet written; past it
-	// events are counted as dropped rather than held without bound.
+	// QueueSize bounds the events decoded but not yet enriched, and
+	// again those enriched but not yet written; past it events are
+	// counted as dropped rather than held without bound.
 	QueueSize int
 	// StatsInterval is how often lost-event counters are checked and any
 	// new loss logged.
@@ -48,14 +49,15 @@ type Config struct {
 	OnReady func()
 	// Names names pods and containers (nil: events carry IDs only).
 	Names Namer
-	// Sinks see every event after its line is written.
+	// Sinks see every event once it is enriched.
 	Sinks []Sink
 }
 
-// Sink is handed every event after its line is written: metrics,
-// Kubernetes Events. Observe must return at once (a sink that does slow
-// work queues with a bound and counts what it drops): the lines must not
-// wait. The event is not changed afterwards; a sink must not change it.
+// Sink is handed every event once it is enriched, as its line is queued
+// for writing: metrics, Kubernetes Events. Observe must return at once (a
+// sink that does slow work queues with a bound and counts what it drops):
+// the next event must not wait. The line is encoded from the same event
+// meanwhile, so a sink must not change it.
 type Sink interface {
 	Observe(*event.Event)
 }
@@ -68,10 +70,13 @@ type Writer interface {
 
 // Stats counts what the agent did; it is logged when the agent stops.
 type Stats struct {
-	Events       map[string]uint64 `json:"events"`
-	QueueDrops   uint64            `json:"queue_drops"`
-	DecodeErrors uint64            `json:"decode_errors"`
-	WriteErrors  uint64            `json:"write_errors"`
+	Events     map[string]uint64 `json:"events"`
+	QueueDrops uint64            `json:"queue_drops"`
+	// OutputDrops: events enriched but not written because the output
+	// was stalled for longer than its queue could hold.
+	OutputDrops  uint64 `json:"output_drops"`
+	DecodeErrors uint64 `json:"decode_errors"`
+	WriteErrors  uint64 `json:"write_errors"`
 	// RepeatMarks: a second mark of an already reported process in the
 	// same OOM (another of its threads, marked when a group kill reaches
 	// the victim again); not written.
@@ -147,6 +152,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 
 	defer detachWhenDone(ctx, probes, log)()
 
+	lines := startOutput(out, cfg.QueueSize, log)
 	seen := newVictimSet(4096)
 	ticker := time.NewTicker(cfg.StatsInterval)
 	defer ticker.Stop()
@@ -163,25 +169,24 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				continue
 			}
 			enr.enrich(e)
-			if err := out.Write(e); err != nil {
-				stats.WriteErrors++
-				log.Error("write event", zap.Error(err))
-				continue
-			}
-			stats.Events[e.Event]++
+			// Sinks count the event even when its line cannot be
+			// written: the kill happened either way.
 			for _, s := range cfg.Sinks {
 				s.Observe(e)
 			}
+			lines.put(e)
 		case <-ticker.C:
 			if c, err := probes.Counters(); err == nil {
-				if loss := c.Lost() + queueDrops.Load(); loss > lastLoss {
-					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()))
+				if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
+					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()), zap.Uint64("output_stalled", lines.drops.Load()))
 					lastLoss = loss
 				}
 			}
 		}
 	}
 	wg.Wait()
+	lines.close()
+	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.written, lines.writeErrors, lines.drops.Load()
 	if err := out.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
 		log.Warn("flush output", zap.Error(err))
 	}

@@ -81,6 +81,7 @@ func Start(cfg Config, log *zap.Logger) (*Resolver, error) {
 	}
 	client, err := apiClient(cfg, log)
 	if err != nil {
+		r.Close()
 		return nil, err
 	}
 	if client != nil {

@@ -67,11 +67,11 @@ func Start(cfg Config, log *zap.Logger) (*Resolver, error) {
 		// A socket found now is kept: a runtime that stops and comes back
 		// is the same runtime. None found: looked for at every poll.
 		path, err := detectSocket(CRIEndpoints)
-		why := "auto-detected"
+		chosen := []zap.Field{zap.String("why", "auto-detected"), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval)}
 		if err != nil {
-			why = "auto-detect: no socket yet, looking at every poll"
+			chosen = []zap.Field{zap.String("why", "auto-detect: no socket yet, looking at every poll"), zap.Strings("paths", CRIEndpoints), zap.Duration("poll", cfg.PollInterval)}
 		}
-		log.Info("names: container runtime (CRI)", zap.String("why", why), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
+		log.Info("names: container runtime (CRI)", chosen...)
 		r.sources = append(r.sources, newCRISource(path, cfg.PollInterval, now, log))
 	default:
 		// A socket missing now is the poll's to warn of, and to find later.

@@ -98,17 +98,13 @@ func newAPISource(client podClient, node string, now func() time.Time, log *zap.
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			onNode(&o)
 			list, err := client.List(ctx, o)
-			if err == nil {
-				s.setErr(nil)
-			}
+			s.answered(err)
 			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			onNode(&o)
 			w, err := client.Watch(ctx, o)
-			if err == nil {
-				s.setErr(nil)
-			}
+			s.answered(err)
 			return w, err
 		},
 	}
@@ -169,6 +165,13 @@ func (s *apiSource) setErr(err error) (first bool) {
 	first = s.lastErr == nil && err != nil
 	s.lastErr = err
 	return first
+}
+
+// answered clears the last error when a call succeeded.
+func (s *apiSource) answered(err error) {
+	if err == nil {
+		s.setErr(nil)
+	}
 }
 
 func (s *apiSource) err() error {

@@ -59,9 +59,20 @@ type restPods struct {
 }
 
 func newRESTPods(c *rest.Config) (*restPods, error) {
+	client, scheme, err := NewCoreClient(c)
+	if err != nil {
+		return nil, err
+	}
+	return &restPods{client: client, params: runtime.NewParameterCodec(scheme)}, nil
+}
+
+// NewCoreClient is a REST client for the core API group (v1) alone, and
+// the scheme it encodes with: small next to client-go's typed clientset,
+// which registers every group.
+func NewCoreClient(c *rest.Config) (*rest.RESTClient, *runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := rest.CopyConfig(c)
 	cfg.APIPath = "/api"
@@ -69,9 +80,9 @@ func newRESTPods(c *rest.Config) (*restPods, error) {
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	client, err := rest.RESTClientFor(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &restPods{client: client, params: runtime.NewParameterCodec(scheme)}, nil
+	return client, scheme, nil
 }
 
 func (p *restPods) List(ctx context.Context, o metav1.ListOptions) (*corev1.PodList, error) {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // LookupTimeout bounds how long a lookup that misses waits for a fresh
@@ -64,6 +66,8 @@ type source interface {
 type Resolver struct {
 	sources []source
 	timeout time.Duration
+	// restConfig is the API source's client config; nil without one.
+	restConfig *rest.Config
 
 	// stalled is, per source, the list a lookup waited for in vain:
 	// later lookups do not wait for it again, so a runtime that hangs
@@ -213,6 +217,16 @@ func (r *Resolver) reason(s source, at time.Time, podUID, containerID string) st
 		return err.Error()
 	}
 	return s.notFound(podUID, containerID)
+}
+
+// RESTConfig is the Kubernetes API client config the API source uses
+// (in-cluster or --kubeconfig), for other writers to the same API; nil
+// when names do not come from the API.
+func (r *Resolver) RESTConfig() *rest.Config {
+	if r == nil || r.restConfig == nil {
+		return nil
+	}
+	return rest.CopyConfig(r.restConfig)
 }
 
 // Close stops the sources' goroutines and waits for them.

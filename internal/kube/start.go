@@ -79,13 +79,14 @@ func Start(cfg Config, log *zap.Logger) (*Resolver, error) {
 		log.Info("names: container runtime (CRI)", zap.String("why", "--cri-endpoint"), zap.String("endpoint", path), zap.Duration("poll", cfg.PollInterval))
 		r.sources = append(r.sources, newCRISource(path, cfg.PollInterval, now, log))
 	}
-	client, err := apiClient(cfg, log)
+	client, rc, err := apiClient(cfg, log)
 	if err != nil {
 		r.Close()
 		return nil, err
 	}
 	if client != nil {
 		r.sources = append(r.sources, newAPISource(client, cfg.Node, now, log, nil))
+		r.restConfig = rc
 	}
 	if len(r.sources) == 0 {
 		log.Warn("names: no source: events carry pod UIDs and container IDs only")
@@ -95,42 +96,42 @@ func Start(cfg Config, log *zap.Logger) (*Resolver, error) {
 }
 
 // apiClient is a client for the Kubernetes API when cfg asks for one and
-// it can be had; it logs why it is used or not.
-func apiClient(cfg Config, log *zap.Logger) (podClient, error) {
+// it can be had, and its config; it logs why it is used or not.
+func apiClient(cfg Config, log *zap.Logger) (podClient, *rest.Config, error) {
 	notUsed := "names: Kubernetes API not used"
 	var rc *rest.Config
 	var why string
 	switch {
 	case cfg.KubeAPI == "off":
 		log.Info(notUsed, zap.String("why", "--kube-api off"))
-		return nil, nil
+		return nil, nil, nil
 	case cfg.Kubeconfig != "":
 		c, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 		if err != nil {
-			return nil, fmt.Errorf("--kubeconfig %s: %w", cfg.Kubeconfig, err)
+			return nil, nil, fmt.Errorf("--kubeconfig %s: %w", cfg.Kubeconfig, err)
 		}
 		rc, why = c, "--kubeconfig "+cfg.Kubeconfig
 	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
 		c, err := rest.InClusterConfig()
 		if err != nil {
 			log.Warn(notUsed, zap.String("why", "in a cluster ($KUBERNETES_SERVICE_HOST set), but its service account cannot be used"), zap.Error(err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		rc, why = c, "in a cluster ($KUBERNETES_SERVICE_HOST set)"
 	default:
 		log.Info(notUsed, zap.String("why", "not in a cluster ($KUBERNETES_SERVICE_HOST unset) and no --kubeconfig"))
-		return nil, nil
+		return nil, nil, nil
 	}
 	if cfg.Node == "" {
 		log.Warn(notUsed, zap.String("why", "no node name to watch the pods of (--node-name, $NODE_NAME)"))
-		return nil, nil
+		return nil, nil, nil
 	}
 	logToZap(log)
 	rc.UserAgent = "oomtrace"
 	client, err := newRESTPods(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	log.Info("names: Kubernetes API: watching this node's pods (names, workloads)", zap.String("why", why), zap.String("node", cfg.Node))
-	return client, nil
+	return client, rc, nil
 }

@@ -31,6 +31,7 @@ func newAgentCmd() *cobra.Command {
 		outputFmt   string
 		metricsAddr string
 		names       *nameFlags
+		kubeEvents  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -116,6 +117,14 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 				return err
 			}
 			defer stopNames()
+			events, stopEvents, err := startKubeEvents(kubeEvents, cfg.Names, cfg.Node, log)
+			if err != nil {
+				return err
+			}
+			defer stopEvents()
+			if events != nil {
+				cfg.Sinks = append(cfg.Sinks, events)
+			}
 			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {
 				return err
@@ -139,6 +148,7 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
 	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
 	names = addNameFlags(f)
+	f.BoolVar(&kubeEvents, "kube-events", true, "post a Kubernetes Event on the Pod for each OOM kill (reason OOMKilled, or OOMKilledProcess when the container's main process lives on) and on the Node for node-wide OOMs, a storm of kills folded into one Event with a count; only when the Kubernetes API is used (--kube-api); needs create and patch on events")
 	return cmd
 }
 

@@ -416,8 +416,8 @@ func TestProbesMatchTheHealthListener(t *testing.T) {
 	}
 }
 
-// The account may read pods and nothing else: the RBAC rules are the
-// documented list.
+// The account may read pods and write Events, nothing else: the RBAC
+// rules are the documented list.
 func TestRBAC(t *testing.T) {
 	m := build(t, baseDir)
 	if len(m.roles) != 1 || len(m.bindings) != 1 || len(m.accounts) != 1 {
@@ -438,8 +438,9 @@ func TestRBAC(t *testing.T) {
 	}
 	sort.Strings(got)
 	// Pods on this node, for names and owners: the informer lists and
-	// watches (docs/events.md says the same).
-	want := []string{"/pods:list", "/pods:watch"}
+	// watches; Events of OOM kills: made, then their count patched
+	// (docs/events.md and deploy/README.md say the same).
+	want := []string{"/events:create", "/events:patch", "/pods:list", "/pods:watch"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ClusterRole grants %v, want %v", got, want)
 	}

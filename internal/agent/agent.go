@@ -51,6 +51,10 @@ type Config struct {
 	Names Namer
 	// Sinks see every event once it is enriched.
 	Sinks []Sink
+	// OnRunning, if set, is called once every probe is attached, with a
+	// live view of the loss counters and the BPF programs (metrics read
+	// it when scraped).
+	OnRunning func(*Running)
 }
 
 // Sink is handed every event once it is enriched, as its line is queued
@@ -153,6 +157,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	defer detachWhenDone(ctx, probes, log)()
 
 	lines := startOutput(out, cfg.QueueSize, log)
+	if cfg.OnRunning != nil {
+		run := &Running{probes: probes, queueDrops: &queueDrops, decodeErrors: &decodeErrors, lines: lines}
+		// Deferred after probes.Close: runs before it.
+		defer run.stop()
+		cfg.OnRunning(run)
+	}
 	seen := newVictimSet(4096)
 	ticker := time.NewTicker(cfg.StatsInterval)
 	defer ticker.Stop()
@@ -186,7 +196,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 	wg.Wait()
 	lines.close()
-	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.written, lines.writeErrors, lines.drops.Load()
+	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.written, lines.writeErrors.Load(), lines.drops.Load()
 	if err := out.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
 		log.Warn("flush output", zap.Error(err))
 	}

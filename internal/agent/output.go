@@ -17,13 +17,13 @@ import (
 // Past the bound, events are dropped and counted, never held without
 // limit.
 type outputQueue struct {
-	ch    chan *event.Event
-	done  chan struct{}
-	drops atomic.Uint64
+	ch          chan *event.Event
+	done        chan struct{}
+	drops       atomic.Uint64
+	writeErrors atomic.Uint64 // read live by Running
 
 	// Written by the writing goroutine, read once it is done.
-	written     map[string]uint64
-	writeErrors uint64
+	written map[string]uint64
 }
 
 func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
@@ -32,7 +32,7 @@ func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
 		defer close(q.done)
 		for e := range q.ch {
 			if err := out.Write(e); err != nil {
-				q.writeErrors++
+				q.writeErrors.Add(1)
 				log.Error("write event", zap.Error(err))
 				continue
 			}

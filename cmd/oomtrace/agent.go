@@ -17,6 +17,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/agent"
 	"github.com/oomtrace/oomtrace/internal/health"
 	"github.com/oomtrace/oomtrace/internal/kube"
+	"github.com/oomtrace/oomtrace/internal/metrics"
 	"github.com/oomtrace/oomtrace/internal/output"
 	"github.com/oomtrace/oomtrace/internal/probe"
 	"github.com/oomtrace/oomtrace/internal/version"
@@ -30,6 +31,7 @@ func newAgentCmd() *cobra.Command {
 		tier        string
 		outputFmt   string
 		metricsAddr string
+		seriesTTL   time.Duration
 		names       *nameFlags
 		kubeEvents  bool
 	)
@@ -89,6 +91,9 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 					return usageError{fmt.Errorf("--metrics-addr %w", err)}
 				}
 			}
+			if seriesTTL < 0 {
+				return usageError{fmt.Errorf("--metrics-series-ttl %s: want 0 (keep every series) or a positive duration, e.g. 24h", seriesTTL)}
+			}
 
 			var out agent.Writer
 			switch outputFmt {
@@ -111,6 +116,11 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 			defer stopHealth()
 			if hs != nil {
 				cfg.OnReady = func() { hs.SetState(health.Ready) }
+				m := metrics.New(metrics.Options{SeriesTTL: seriesTTL})
+				defer m.Close()
+				hs.Handle("/metrics", m.Handler())
+				cfg.Sinks = append(cfg.Sinks, m)
+				cfg.OnRunning = func(r *agent.Running) { m.SetSource(r) }
 			}
 			var stopNames func()
 			if cfg.Names, stopNames, err = names.start(cfg.Node, log); err != nil {
@@ -136,7 +146,8 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f := cmd.Flags()
 	f.StringVar(&cfg.Node, "node-name", os.Getenv("NODE_NAME"), "node name in every event (default: $NODE_NAME, else the host name)")
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write this file once every probe is attached; removed on exit")
-	f.StringVar(&metricsAddr, "metrics-addr", defaultMetricsAddr, "serve /healthz (alive) and /readyz (every probe attached) on this [HOST]:PORT, for kubelet's probes; empty turns the listener off")
+	f.StringVar(&metricsAddr, "metrics-addr", defaultMetricsAddr, "serve /healthz (alive), /readyz (every probe attached) and Prometheus /metrics on this [HOST]:PORT; empty turns the listener off")
+	f.DurationVar(&seriesTTL, "metrics-series-ttl", metrics.DefaultSeriesTTL, "drop a pod's metric series once it had no event for this long, so deleted pods' series go (0 keeps every series)")
 	f.Uint32Var(&ringBufSize, "ringbuf-size", probe.DefaultRingBufSize, "BPF ring buffer size in bytes (a power of two, at least a page)")
 	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "events held between decoding and enrichment, and again between enrichment and output, before new ones are dropped and counted")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 10*time.Second, "how often to check for lost events and log any")

@@ -28,7 +28,7 @@ func startHealth(ctx context.Context, addr string, log *zap.Logger) (*health.Ser
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
-	log.Info("health listener", zap.String("addr", srv.Addr().String()), zap.Strings("paths", []string{"/healthz", "/readyz"}))
+	log.Info("health listener", zap.String("addr", srv.Addr().String()), zap.Strings("paths", []string{"/healthz", "/readyz", "/metrics"}))
 	go func() {
 		<-ctx.Done()
 		srv.SetState(health.Stopping)

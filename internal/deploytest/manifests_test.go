@@ -416,6 +416,23 @@ func TestProbesMatchTheHealthListener(t *testing.T) {
 	}
 }
 
+// Prometheus' pod discovery finds /metrics where the agent serves it.
+func TestScrapeAnnotations(t *testing.T) {
+	ds, c := agentContainer(t, build(t, baseDir))
+	var port string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--metrics-addr="); ok {
+			_, port, _ = net.SplitHostPort(v)
+		}
+	}
+	want := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics"}
+	for k, v := range want {
+		if got := ds.Spec.Template.Annotations[k]; got != v {
+			t.Errorf("pod annotation %s: %q, want %q", k, got, v)
+		}
+	}
+}
+
 // The account may read pods and write Events, nothing else: the RBAC
 // rules are the documented list.
 func TestRBAC(t *testing.T) {

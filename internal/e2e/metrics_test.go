@@ -56,9 +56,15 @@ func TestPrometheusCountsEveryKill(t *testing.T) {
 	alert := prom.waitAlert(t, "OOMKillNonInitProcess", map[string]string{"namespace": ns, "pod": p.Metadata.Name, "container": "main"}, 60*time.Second)
 	t.Logf("alert firing: %v", alert)
 
-	// What the scrape held: the agent's own line of the metrics.
-	_, samples := scrapeAgent(t, target)
-	t.Logf("scraped:\n%s", samples.Family("oomtrace_oom_kills_total"))
+	// What an operator scraping the agent sees of this pod, and of losses.
+	text, _ = scrapeAgent(t, target)
+	var excerpt []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "oomtrace_") && (strings.Contains(line, p.Metadata.Name) || strings.HasPrefix(line, "oomtrace_events_")) {
+			excerpt = append(excerpt, line)
+		}
+	}
+	t.Logf("scraped:\n%s", strings.Join(excerpt, "\n"))
 }
 
 // metricsTarget is the DaemonSet pod's /metrics address: it runs on the

@@ -14,6 +14,7 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -128,7 +129,7 @@ func New(o Options) *Metrics {
 		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_oom_kills_total",
 			Help: "Processes OOM-killed, by pod and container, the constraint that ran out and the first diagnosis code; one per oom_kill event, group kill members included.",
-		}, append(podLabels[:3:3], "constraint", "diagnosis")),
+		}, slices.Concat(podLabels, []string{"constraint", "diagnosis"})),
 		nonInit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_oom_kills_non_init_total",
 			Help: "OOM kills of a container process that is not its PID 1: the container keeps running and Kubernetes reports no OOMKilled.",
@@ -136,7 +137,7 @@ func New(o Options) *Metrics {
 		memcgOOMs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_memcg_ooms_total",
 			Help: "Memory cgroup OOMs, by the pod and container of the cgroup whose limit fired, and whether the OOM killer found a victim.",
-		}, append(podLabels[:3:3], "victim_found")),
+		}, slices.Concat(podLabels, []string{"victim_found"})),
 		allocs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_alloc_failures_total",
 			Help: "Page allocation failures reported, by order and the highest zone the allocation allowed.",
@@ -182,9 +183,6 @@ func (m *Metrics) Handler() http.Handler {
 		Registry:      m.reg,
 	})
 }
-
-// Registry is where the metrics are registered (tests gather from it).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // SetSource makes scrapes read the agent's loss counters and BPF program
 // statistics from s (agent.Config.OnRunning passes an *agent.Running).

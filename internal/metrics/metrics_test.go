@@ -372,7 +372,7 @@ func TestExpositionLint(t *testing.T) {
 	m.Observe(allocFailure(3, 0xcc0))
 	m.SetSource(&fakeSource{progs: []agent.ProgramStat{{Name: "mark_victim"}}})
 	m.flush()
-	problems, err := testutil.GatherAndLint(m.Registry())
+	problems, err := testutil.GatherAndLint(m.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestExpositionLint(t *testing.T) {
 		t.Errorf("lint:\n%s", strings.Join(ours, "\n"))
 	}
 	// Every metric this package defines has a name with the prefix.
-	fams, err := m.Registry().Gather()
+	fams, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

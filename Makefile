@@ -28,10 +28,10 @@ FULL_MATRIX := yes
 endif
 
 # Debian packages the tests and `make generate` need; `make deps` installs
-# the missing ones (root). prometheus: promtool checks the metrics and the
-# alert rules, and the end-to-end test starts its own server; the
-# package's system service is kept from starting and disabled.
-APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make prometheus
+# the missing ones (root). prometheus (promtool for the metrics' and alert
+# rules' tests, and the end-to-end test's server) comes with the
+# end-to-end cluster's packages, whose system services are kept off.
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,17 +40,9 @@ deps: ## install what building BPF and the tests need (Debian packages, Go modul
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing" >&2; \
-		policy=/usr/sbin/policy-rc.d; own_policy=; \
-		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy && chmod 755 $$policy && own_policy=yes; fi; \
-		rc=0; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing || rc=$$?; \
-		[ -z "$$own_policy" ] || rm -f $$policy; \
-		[ $$rc = 0 ] || exit $$rc; \
-		if echo "$$missing" | grep -qx prometheus; then \
-			if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; \
-			else update-rc.d prometheus disable >/dev/null 2>&1 || true; fi; \
-		fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@# the end-to-end cluster's packages (etcd, containerd, ...), their system services left off
+	@# the end-to-end cluster's packages (etcd, containerd, prometheus, ...), their system services left off
 	bash scripts/e2e/cluster.sh deps
 	$(GO) mod download
 

@@ -44,7 +44,8 @@ KUBELET_HEALTHZ_PORT=${OOMTRACE_E2E_KUBELET_HEALTHZ_PORT:-10248}
 SERVICE_CIDR=10.96.0.0/24
 PAUSE_IMAGE=oomtrace-e2e/pause:1
 FEATURE_GATES=PodLevelResources=true # seed 004: a pod-level memory limit
-APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins openssl procps)
+# prometheus: the metrics test's own server, and promtool for the unit tests.
+APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins openssl procps prometheus)
 # The sysctls kubelet sets when protectKernelDefaults is false.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 STANDARD_CRI_SOCKET=/run/containerd/containerd.sock
@@ -80,6 +81,7 @@ deps() {
 		case $p in
 		etcd-server) service=etcd ;;
 		containerd) service=containerd ;;
+		prometheus) service=prometheus ;;
 		*) continue ;;
 		esac
 		if [ -d /run/systemd/system ]; then

@@ -54,6 +54,8 @@ func TestUsageErrors(t *testing.T) {
 			[]string{"--queue-size 0: want 1 or more events"}},
 		{"--stats-interval 0", []string{"agent", "--stats-interval", "0s"},
 			[]string{"--stats-interval 0s: want a positive duration"}},
+		{"negative --metrics-series-ttl", []string{"agent", "--metrics-series-ttl=-1h"},
+			[]string{"--metrics-series-ttl -1h0m0s: want 0 (keep every series) or a positive duration"}},
 		{"--metrics-addr without a port", []string{"agent", "--metrics-addr", "9746"},
 			[]string{`--metrics-addr "9746": want [HOST]:PORT, e.g. :9746`}},
 		{"relative --cri-endpoint", []string{"agent", "--cri-endpoint", "containerd.sock"},

@@ -99,6 +99,8 @@ func TestMetricsOfRealKills(t *testing.T) {
 	if runs := got.Sum("oomtrace_bpf_program_runs_total"); runs < kills {
 		t.Errorf("the BPF programs ran %v times in all for %d kills:\n%s", runs, kills, got.Family("oomtrace_bpf_program_runs_total"))
 	}
+	t.Logf("the probes' own cost for %d kills:\n%s\n%s", kills,
+		got.Family("oomtrace_bpf_program_runs_total"), got.Family("oomtrace_bpf_program_run_seconds_total"))
 	if got.Sum("oomtrace_bpf_program_run_seconds_total") <= 0 {
 		t.Errorf("no BPF run time:\n%s", got.Family("oomtrace_bpf_program_run_seconds_total"))
 	}

@@ -20,6 +20,8 @@
 //	-respawn            with -init: run the child again each time it exits,
 //	                    and never exit (a container whose init outlives its
 //	                    OOM-killed children)
+//	-respawn-max N      with -respawn: run N children, then stay without
+//	                    any (a storm of exactly N kills)
 //	-private-tmpfs DIR  mount a 256 MiB tmpfs on DIR (started in a mount
 //	                    namespace of its own: the mount is kept private)
 //	-sleeper            leave a small process in the cgroup that holds on
@@ -73,6 +75,7 @@ type hogFlags struct {
 	progress     bool
 	init         bool
 	respawn      bool
+	respawnMax   int
 	onSignal     bool
 	privateTmpfs string
 	sleeper      bool
@@ -97,6 +100,7 @@ func main() {
 	fs.BoolVar(&f.progress, "progress", false, "hog: print progress every 8 MiB")
 	fs.BoolVar(&f.init, "init", false, "hog: run the hog as a child and exit as it did")
 	fs.BoolVar(&f.respawn, "respawn", false, "hog: with -init, run the child again each time it exits, and never exit")
+	fs.IntVar(&f.respawnMax, "respawn-max", 0, "hog: with -respawn, run this many children, then no more (0: no end)")
 	fs.BoolVar(&f.onSignal, "on-signal", false, "hog: touch the memory only after a SIGUSR1")
 	fs.StringVar(&f.privateTmpfs, "private-tmpfs", "", "hog: mount a tmpfs here, private to this mount namespace")
 	fs.BoolVar(&f.sleeper, "sleeper", false, "hog: leave a small process in the cgroup that outlives the hog")
@@ -152,9 +156,13 @@ func hog(f hogFlags) {
 		// container, must not end the init. Handled, not ignored: the
 		// child starts with the default action, as exec resets handlers.
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGUSR1)
-		for {
+		for n := 1; f.respawnMax == 0 || n <= f.respawnMax; n++ {
 			fmt.Printf("memhog: child exited %d\n", runChild(args))
-			time.Sleep(100 * time.Millisecond) // no busy loop if the child fails at once
+			time.Sleep(20 * time.Millisecond) // no busy loop if the child fails at once
+		}
+		fmt.Printf("memhog: %d children run\n", f.respawnMax)
+		for {
+			time.Sleep(time.Hour)
 		}
 	}
 	if f.privateTmpfs != "" {

@@ -402,7 +402,7 @@ func (r *Recorder) create(ctx context.Context, en *entry, count int32) error {
 	if out != nil && out.Name != "" {
 		en.name = out.Name
 	}
-	r.log.Debug("kubernetes event created", zap.String("namespace", ev.Namespace), zap.String("name", en.name), zap.String("reason", en.reason), zap.Int32("count", count))
+	r.log.Info("kubernetes event created", zap.String("namespace", ev.Namespace), zap.String("name", en.name), zap.String("reason", en.reason), zap.Int32("count", count))
 	return nil
 }
 
@@ -419,7 +419,7 @@ func (r *Recorder) patch(ctx context.Context, en *entry, count int32) error {
 		return err
 	}
 	r.patches.Add(1)
-	r.log.Debug("kubernetes event patched", zap.String("namespace", eventNamespace(en.ref)), zap.String("name", en.name), zap.Int32("count", count))
+	r.log.Info("kubernetes event patched", zap.String("namespace", eventNamespace(en.ref)), zap.String("name", en.name), zap.Int32("count", count))
 	return nil
 }
 

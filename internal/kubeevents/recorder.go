@@ -429,7 +429,11 @@ func (r *Recorder) patch(ctx context.Context, en *entry, count int32) error {
 func (r *Recorder) writeFailed(en *entry, now time.Time, err error) {
 	r.writeErrors.Add(1)
 	en.failures++
-	if !r.failing {
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// The pod's namespace is being deleted, the pod with it: no one
+		// will read the Event, and the API is well.
+		r.log.Debug("kubernetes events: the namespace is being deleted", zap.String("object", en.ref.Namespace+"/"+en.ref.Name), zap.Error(err))
+	} else if !r.failing {
 		r.failing = true
 		msg := "kubernetes events: the API refused or did not answer a write; kills are still counted and the write is retried"
 		if apierrors.IsForbidden(err) {

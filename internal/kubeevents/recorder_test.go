@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -357,6 +358,34 @@ func TestAPIErrorsCounted(t *testing.T) {
 			t.Errorf("stats %+v, want 1 write error, 1 dropped", s)
 		}
 	})
+}
+
+// A pod whose namespace is being deleted: its Event is refused, counted,
+// not retried, and not logged as a failing API.
+func TestNamespaceTerminating(t *testing.T) {
+	f := newFake()
+	f.cs.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+			Message: "unable to create new content in namespace shop because it is being terminated",
+			Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: corev1.NamespaceTerminatingCause}}},
+		}}
+	})
+	core, logs := observer.New(zap.WarnLevel)
+	r := New(f, Config{Node: testNode, PatchInterval: 10 * time.Millisecond}, zap.New(core))
+	r.Observe(kill("memhog", 100, 1, time.Now()))
+	eventually(t, "a counted write error", func() bool { return r.Stats().WriteErrors == 1 })
+	time.Sleep(100 * time.Millisecond)
+	r.Close()
+	if creates, _ := f.writes(); creates != 1 {
+		t.Errorf("%d creates, want 1: not retried", creates)
+	}
+	if s := r.Stats(); s.Dropped != 1 {
+		t.Errorf("stats %+v, want 1 dropped", s)
+	}
+	for _, l := range logs.All() {
+		t.Errorf("logged %s %q: want no warning for a namespace being deleted", l.Level, l.Message)
+	}
 }
 
 // blockedClient is an API that does not answer until released.

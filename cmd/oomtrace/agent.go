@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/metrics"
 	"github.com/oomtrace/oomtrace/internal/output"
 	"github.com/oomtrace/oomtrace/internal/probe"
+	"github.com/oomtrace/oomtrace/internal/stream"
 	"github.com/oomtrace/oomtrace/internal/version"
 )
 
@@ -34,6 +36,7 @@ func newAgentCmd() *cobra.Command {
 		seriesTTL   time.Duration
 		names       *nameFlags
 		kubeEvents  bool
+		streamOpts  stream.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -91,6 +94,9 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 					return usageError{fmt.Errorf("--metrics-addr %w", err)}
 				}
 			}
+			if err := checkStreamFlags(streamOpts); err != nil {
+				return usageError{err}
+			}
 			if seriesTTL < 0 {
 				return usageError{fmt.Errorf("--metrics-series-ttl %s: want 0 (keep every series) or a positive duration, e.g. 24h", seriesTTL)}
 			}
@@ -121,6 +127,16 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 				hs.Handle("/metrics", m.Handler())
 				cfg.Sinks = append(cfg.Sinks, m)
 				cfg.OnRunning = func(r *agent.Running) { m.SetSource(r) }
+			}
+			if streamOpts.Path != "" {
+				streamOpts.Node, streamOpts.Log = cfg.Node, log
+				srv, err := stream.Listen(streamOpts)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				log.Info("serving trace sessions", zap.String("socket", streamOpts.Path))
+				cfg.Sinks = append(cfg.Sinks, srv)
 			}
 			var stopNames func()
 			if cfg.Names, stopNames, err = names.start(cfg.Node, log); err != nil {
@@ -159,6 +175,10 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
 	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
 	names = addNameFlags(f)
+	f.StringVar(&streamOpts.Path, "socket", stream.DefaultPath, "serve 'oomtrace trace' sessions on this Unix socket (root only; its directory is made 0700 when missing); empty turns it off")
+	f.IntVar(&streamOpts.HistorySize, "stream-history", stream.DefaultHistorySize, "events held for a trace session's --since")
+	f.DurationVar(&streamOpts.HistoryAge, "stream-history-age", stream.DefaultHistoryAge, "hold events for a trace session's --since no longer than this")
+	f.IntVar(&streamOpts.SessionBuffer, "stream-session-buffer", stream.DefaultSessionBuffer, "events a trace session may have waiting before its new ones are dropped and counted (a session that reads slowly delays nothing else)")
 	f.BoolVar(&kubeEvents, "kube-events", true, "post a Kubernetes Event on the Pod for each OOM kill (reason OOMKilled, or OOMKilledProcess when the container's main process lives on) and on the Node for node-wide OOMs, a storm of kills folded into one Event with a count; only when the Kubernetes API is used (--kube-api); needs create and patch on events")
 	return cmd
 }
@@ -185,4 +205,21 @@ func newLogger(level string) (*zap.Logger, error) {
 	cfg.DisableStacktrace = true
 	cfg.Sampling = nil
 	return cfg.Build()
+}
+
+// checkStreamFlags says what is wrong with the stream's flags.
+func checkStreamFlags(o stream.Options) error {
+	if o.Path != "" && !strings.HasPrefix(o.Path, "/") {
+		return fmt.Errorf("--socket %q: want an absolute path, e.g. %s, or empty for none", o.Path, stream.DefaultPath)
+	}
+	if o.HistorySize < 1 {
+		return fmt.Errorf("--stream-history %d: want 1 or more events", o.HistorySize)
+	}
+	if o.HistoryAge <= 0 {
+		return fmt.Errorf("--stream-history-age %s: want a positive duration, e.g. 15m", o.HistoryAge)
+	}
+	if o.SessionBuffer < 1 {
+		return fmt.Errorf("--stream-session-buffer %d: want 1 or more events", o.SessionBuffer)
+	}
+	return nil
 }

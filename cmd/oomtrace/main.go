@@ -65,7 +65,7 @@ kernel supports.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newAgentCmd(), newCheckCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newTraceCmd(), newCheckCmd(), newVersionCmd())
 	return root
 }
 

@@ -353,9 +353,10 @@ func launchAgentTo(t *testing.T, timeout time.Duration, w io.Writer, args ...str
 		// No health listener unless a test asks for one: agents run in
 		// parallel, beside any agent on this node, and must not compete
 		// for its port. No names: the pods of these cgroup trees are made
-		// up, and no runtime or API knows them.
+		// up, and no runtime or API knows them. No stream socket unless
+		// a test asks for one, for the same reason as the port.
 		cmd: exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr=",
-			"--cri-endpoint=none", "--kube-api=off"}, args...)...),
+			"--cri-endpoint=none", "--kube-api=off", "--socket="}, args...)...),
 		exited: make(chan struct{}),
 	}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr

@@ -142,6 +142,10 @@ func (cl *Client) Finish(timeout time.Duration) Status {
 	}
 }
 
+// CloseWrite tells the agent the session is done: it answers with what
+// is still queued and its end line (Next then returns io.EOF).
+func (cl *Client) CloseWrite() error { return cl.conn.CloseWrite() }
+
 // Close drops the connection at once.
 func (cl *Client) Close() error { return cl.conn.Close() }
 

@@ -129,6 +129,7 @@ type Server struct {
 	queueDrops atomic.Uint64
 	done       chan struct{}
 	closeOnce  sync.Once
+	removeDir  string // made by Listen, removed by Close
 	wg         sync.WaitGroup
 
 	mu       sync.Mutex
@@ -147,7 +148,8 @@ type entry struct {
 // and serves on it until Close.
 func Listen(opts Options) (*Server, error) {
 	opts.fill()
-	if err := prepareSocket(opts.Path); err != nil {
+	madeDir, err := prepareSocket(opts.Path)
+	if err != nil {
 		return nil, err
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: opts.Path, Net: "unix"})
@@ -161,6 +163,9 @@ func Listen(opts Options) (*Server, error) {
 	}
 	s := newServer(opts)
 	s.ln = ln
+	if madeDir {
+		s.removeDir = filepath.Dir(opts.Path)
+	}
 	s.wg.Add(2)
 	go s.accept()
 	go s.dispatch()
@@ -171,37 +176,38 @@ func newServer(opts Options) *Server {
 	return &Server{opts: opts, in: make(chan *event.Event, opts.QueueSize), done: make(chan struct{}), sessions: map[*session]struct{}{}}
 }
 
-// prepareSocket makes path's directory if missing and removes a stale
-// socket at path.
-func prepareSocket(path string) error {
+// prepareSocket makes path's directory if missing (madeDir) and removes
+// a stale socket at path.
+func prepareSocket(path string) (madeDir bool, err error) {
 	if path == "" || !filepath.IsAbs(path) {
-		return fmt.Errorf("stream socket %q: want an absolute path", path)
+		return false, fmt.Errorf("stream socket %q: want an absolute path", path)
 	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("stream socket: %w", err)
+			return false, fmt.Errorf("stream socket: %w", err)
 		}
+		madeDir = true
 	}
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return madeDir, nil
 	}
 	if err != nil {
-		return fmt.Errorf("stream socket: %w", err)
+		return false, fmt.Errorf("stream socket: %w", err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("stream socket %s: a %s is there, not a socket; not replacing it", path, fi.Mode().Type())
+		return false, fmt.Errorf("stream socket %s: a %s is there, not a socket; not replacing it", path, fi.Mode().Type())
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return fmt.Errorf("stream socket %s: another agent serves on it (give this one another --socket, or none)", path)
+		return false, fmt.Errorf("stream socket %s: another agent serves on it (give this one another --socket, or none)", path)
 	}
 	// Nobody listens: an agent died without removing it.
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("stream socket: remove stale %w", err)
+		return false, fmt.Errorf("stream socket: remove stale %w", err)
 	}
-	return nil
+	return madeDir, nil
 }
 
 // Observe queues e for the sessions and the history; it never waits.
@@ -223,6 +229,9 @@ func (s *Server) Close() error {
 		}
 	})
 	s.wg.Wait()
+	if s.removeDir != "" {
+		os.Remove(s.removeDir) // only if empty: someone else's files stay
+	}
 	return nil
 }
 

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/oomtrace/oomtrace/internal/event"
+)
+
+// Table writes one line per event in fixed-width columns under a header,
+// for watching a trace session on a terminal: names longer than their
+// column are shortened in the middle with an ellipsis (the end of a pod's
+// name tells its replicas apart), never wrapped, so the columns stay
+// aligned; the diagnosis codes come last and are never cut.
+type Table struct {
+	mu     sync.Mutex
+	w      io.Writer
+	header bool
+}
+
+// NewTable writes rows to w; the header goes before the first row.
+func NewTable(w io.Writer) *Table { return &Table{w: w} }
+
+// Sync has nothing to flush: every row is written whole.
+func (t *Table) Sync() error { return nil }
+
+// tableColumns are the columns before DIAGNOSIS, with their widths. POD
+// shows the memory cgroup's path when no pod is known.
+var tableColumns = []struct {
+	name  string
+	width int
+}{
+	{"TIME", 12}, {"EVENT", 18}, {"NAMESPACE", 16}, {"POD", 32}, {"CONTAINER", 16},
+	{"PID", 8}, {"COMM", 15}, {"MEMORY", 19},
+}
+
+// Write writes e's row.
+func (t *Table) Write(e *event.Event) error {
+	var b strings.Builder
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.header {
+		names := make([]string, len(tableColumns)+1)
+		for i, c := range tableColumns {
+			names[i] = c.name
+		}
+		names[len(tableColumns)] = "DIAGNOSIS"
+		writeRow(&b, names)
+		t.header = true
+	}
+	writeRow(&b, tableRow(e))
+	_, err := io.WriteString(t.w, b.String())
+	return err
+}
+
+// writeRow pads each cell to its column and shortens what is longer.
+func writeRow(b *strings.Builder, cells []string) {
+	for i, c := range cells {
+		if i == len(tableColumns) {
+			b.WriteString(c)
+			break
+		}
+		w := tableColumns[i].width
+		c = Shorten(c, w)
+		b.WriteString(c)
+		b.WriteString(strings.Repeat(" ", w-utf8.RuneCountInString(c)+1))
+	}
+	b.WriteString("\n")
+}
+
+func tableRow(e *event.Event) []string {
+	ns, pod, container := "-", "-", "-"
+	if k := e.K8s; k != nil && k.Pod != "" {
+		ns, pod = k.Namespace, k.Pod
+		if k.Container != "" {
+			container = k.Container
+		}
+	} else if e.Memcg != nil && e.Memcg.Path != "" {
+		pod = e.Memcg.Path
+	} else if e.Victim != nil {
+		pod = e.Victim.Cgroup
+	} else if e.Trigger != nil {
+		pod = e.Trigger.Cgroup
+	}
+	pid, comm := "-", "-"
+	if v := e.Victim; v != nil {
+		pid, comm = fmt.Sprint(v.PID), v.Comm
+	} else if tr := e.Trigger; tr != nil {
+		pid, comm = fmt.Sprint(tr.PID), tr.Comm
+	}
+	mem := "-"
+	switch {
+	case e.Alloc != nil:
+		mem = fmt.Sprintf("order %d", e.Alloc.Order)
+	case e.Memcg != nil && e.Memcg.LimitBytes > 0:
+		mem = compactSize(e.Memcg.UsageBytes) + "/" + compactSize(e.Memcg.LimitBytes)
+	case e.Constraint != "":
+		mem = e.Constraint
+	}
+	codes := make([]string, len(e.Diagnosis))
+	for i, f := range e.Diagnosis {
+		codes[i] = f.Code
+	}
+	diag := strings.Join(codes, ",")
+	if diag == "" {
+		diag = "-"
+	}
+	return []string{
+		e.Time.UTC().Format("15:04:05.000"), e.Event, sanitize(ns), sanitize(pod), sanitize(container),
+		pid, sanitize(comm), mem, diag,
+	}
+}
+
+// compactSize is FormatBytes without the space, so a column holds more.
+func compactSize(b uint64) string {
+	return strings.Replace(event.FormatBytes(b), " ", "", 1)
+}
+
+// sanitize keeps names chosen by others from moving the cursor or
+// breaking the row.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// Shorten fits s in width runes, cutting its middle for an ellipsis.
+func Shorten(s string, width int) string {
+	n := utf8.RuneCountInString(s)
+	if n <= width {
+		return s
+	}
+	r := []rune(s)
+	tail := (width - 1) / 2
+	head := width - 1 - tail
+	return string(r[:head]) + "…" + string(r[n-tail:])
+}

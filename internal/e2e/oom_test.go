@@ -24,7 +24,7 @@ func TestContainerOverItsLimit(t *testing.T) {
 	}}))
 	p := c.waitPods(t, ns, "app=web")
 	e := c.waitEvent(t, "for pod web's OOM", eventTimeout, ofPod(p.Metadata.UID))
-	p = c.getPod(t, ns, p.Metadata.Name) // the container IDs it has had by now
+	p = c.podWithContainerID(t, p, "hog", e.K8s.ContainerID)
 	checkNames(t, e, p, names{namespace: ns, pod: p.Metadata.Name, container: "hog",
 		workloadKind: "Deployment", workloadName: "web", qos: "Burstable"})
 	if e.Victim.NsPID != 1 {
@@ -144,6 +144,21 @@ func (c *cluster) startRespawning(t *testing.T, ns, name string) pod {
 	p := c.waitPod(t, ns, "app="+name, "main", eventTimeout)
 	c.waitLog(t, p, "main", "waiting", 30*time.Second)
 	return p
+}
+
+// podWithContainerID reads the pod again until its status names id among
+// the container's IDs, for at most 30 s: kubelet reports a container that
+// OOMs as it starts a little after the agent's line.
+func (c *cluster) podWithContainerID(t *testing.T, p pod, container, id string) pod {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p = c.getPod(t, p.Metadata.Namespace, p.Metadata.Name)
+		if contains(p.containerIDs(container), id) || time.Now().After(deadline) {
+			return p
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 // waitPods waits for a pod matching selector to exist and returns it.

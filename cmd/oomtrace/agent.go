@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -131,12 +133,17 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 			if streamOpts.Path != "" {
 				streamOpts.Node, streamOpts.Log = cfg.Node, log
 				srv, err := stream.Listen(streamOpts)
-				if err != nil {
+				switch {
+				case errors.Is(err, fs.ErrPermission):
+					// Not root: loading the probes says what is missing.
+					log.Warn("trace sessions off: no permission for the stream socket", zap.Error(err))
+				case err != nil:
 					return err
+				default:
+					defer srv.Close()
+					log.Info("serving trace sessions", zap.String("socket", streamOpts.Path))
+					cfg.Sinks = append(cfg.Sinks, srv)
 				}
-				defer srv.Close()
-				log.Info("serving trace sessions", zap.String("socket", streamOpts.Path))
-				cfg.Sinks = append(cfg.Sinks, srv)
 			}
 			var stopNames func()
 			if cfg.Names, stopNames, err = names.start(cfg.Node, log); err != nil {

@@ -126,7 +126,10 @@ own line format; the default when stdout is not a terminal).`,
 			if since > 0 {
 				fmt.Fprintln(errOut, "oomtrace trace: --since: without an agent there is no history to replay; showing new events only")
 			}
-			log, err := newLogger("warn")
+			// The probes' own notes (a hook this kernel lacks, no runtime
+			// to name pods) are the agent's business; a session shows
+			// errors only.
+			log, err := newLogger("error")
 			if err != nil {
 				return err
 			}
@@ -237,6 +240,8 @@ func (s *session) show(line []byte, e *event.Event) (bool, error) {
 		pod = k.Namespace + "/" + k.Pod
 	} else if k != nil && k.PodUID != "" {
 		pod = "pod " + k.PodUID
+	} else if e.Memcg != nil && e.Memcg.Path != "" {
+		pod = "(no pod) cgroup " + e.Memcg.Path
 	}
 	s.byPod[pod]++
 	return s.count > 0 && s.seen >= s.count, nil

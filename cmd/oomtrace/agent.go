@@ -122,9 +122,10 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 				return err
 			}
 			defer stopHealth()
+			var m *metrics.Metrics
 			if hs != nil {
 				cfg.OnReady = func() { hs.SetState(health.Ready) }
-				m := metrics.New(metrics.Options{SeriesTTL: seriesTTL})
+				m = metrics.New(metrics.Options{SeriesTTL: seriesTTL})
 				defer m.Close()
 				hs.Handle("/metrics", m.Handler())
 				cfg.Sinks = append(cfg.Sinks, m)
@@ -157,6 +158,11 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 			defer stopEvents()
 			if events != nil {
 				cfg.Sinks = append(cfg.Sinks, events)
+				if m != nil {
+					if err := m.Register(events.Collector()); err != nil {
+						return err
+					}
+				}
 			}
 			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {

@@ -197,6 +197,11 @@ func TestKubeEventStormFolds(t *testing.T) {
 		t.Errorf("%d creates and %d patches of the Event in a storm of %s, want 1 create and at most %d patches (one per %s, and the last)",
 			creates, patches, span, maxPatches, patchInterval)
 	}
+	// The agent's metrics hold the same totals (every test's kills so far).
+	_, m := scrapeAgent(t, c.metricsTarget(t))
+	if folded, writes := m.Sum("oomtrace_kube_events_folded_total"), m.Sum("oomtrace_kube_events_api_writes_total"); folded < kills-1 || writes < float64(creates+patches) {
+		t.Errorf("metrics: oomtrace_kube_events_folded_total %v, api_writes_total %v; want at least this storm's %d and %d", folded, writes, kills-1, creates+patches)
+	}
 	c.checkDescribed(t, p, ev)
 	if d := c.describeEvents(t, p); !strings.Contains(d, fmt.Sprintf("(x%d over ", kills)) {
 		t.Errorf("kubectl describe pod does not show the count x%d", kills)

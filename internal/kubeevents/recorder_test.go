@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
@@ -522,5 +523,37 @@ func TestRESTClient(t *testing.T) {
 	if len(got) != 2 || !strings.HasPrefix(got[0], "POST /api/v1/namespaces/shop/events application/json") ||
 		!strings.HasPrefix(got[1], "PATCH /api/v1/namespaces/shop/events/web-1.") || !strings.HasSuffix(got[1], "application/strategic-merge-patch+json") {
 		t.Errorf("requests %q: want a POST to shop's events and a strategic merge PATCH of web-1's", got)
+	}
+}
+
+// The totals a scrape shows are the recorder's.
+func TestCollector(t *testing.T) {
+	f := newFake()
+	r := newRecorder(t, f, Config{})
+	for i := range 3 {
+		r.Observe(kill("memhog", 100+uint32(i), 1, time.Now()))
+	}
+	r.Close()
+	want := `
+# HELP oomtrace_kube_events_api_writes_total Kubernetes Event writes the API accepted, by verb: create, patch.
+# TYPE oomtrace_kube_events_api_writes_total counter
+oomtrace_kube_events_api_writes_total{verb="create"} 1
+oomtrace_kube_events_api_writes_total{verb="patch"} 1
+# HELP oomtrace_kube_events_folded_total OOM kills counted into a Kubernetes Event that an earlier kill made, instead of an Event of their own.
+# TYPE oomtrace_kube_events_folded_total counter
+oomtrace_kube_events_folded_total 2
+# HELP oomtrace_kube_events_kills_total OOM kills that made or joined a Kubernetes Event (a node-wide OOM's kill in a pod counts for the Pod and the Node).
+# TYPE oomtrace_kube_events_kills_total counter
+oomtrace_kube_events_kills_total 3
+`
+	if err := promtestutil.CollectAndCompare(r.Collector(), strings.NewReader(want),
+		"oomtrace_kube_events_api_writes_total", "oomtrace_kube_events_folded_total", "oomtrace_kube_events_kills_total"); err != nil {
+		t.Error(err)
+	}
+	if n := promtestutil.CollectAndCount(r.Collector()); n != 8 {
+		t.Errorf("%d series, want 8", n)
+	}
+	if problems, err := promtestutil.CollectAndLint(r.Collector()); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
 	}
 }

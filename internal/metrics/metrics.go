@@ -184,6 +184,10 @@ func (m *Metrics) Handler() http.Handler {
 	})
 }
 
+// Register adds the collectors of other parts of the agent (the
+// Kubernetes Event recorder's totals) to the exposition.
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
+
 // SetSource makes scrapes read the agent's loss counters and BPF program
 // statistics from s (agent.Config.OnRunning passes an *agent.Running).
 func (m *Metrics) SetSource(s Source) { m.agentState.source.Store(&s) }

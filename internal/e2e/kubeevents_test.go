@@ -117,14 +117,8 @@ func checkEventFields(t *testing.T, ev kubeEvent, p pod, node string) {
 // OOMKilled that says who died and which limit fired.
 func TestKubeEventOOMKilled(t *testing.T) {
 	c := newCluster(t)
-	ns := c.namespace(t, "e2e-event")
-	c.apply(t, deployment(ns, "web", c.image, podSpec{hogs: []hog{
-		{name: "hog", args: []string{"hog", "-mib", "64"}, request: "16Mi", limit: "32Mi"},
-	}}))
-	p := c.waitPods(t, ns, "app=web")
-	line := c.waitEvent(t, "for pod web's OOM", eventTimeout, ofPod(p.Metadata.UID))
+	p, line := c.startOverLimit(t, c.namespace(t, "e2e-event"))
 	ev := c.waitKubeEvent(t, "OOMKilled", p, 30*time.Second, func(ev kubeEvent) bool { return ev.Reason == "OOMKilled" })
-	p = c.getPod(t, ns, p.Metadata.Name)
 	checkEventFields(t, ev, p, line.Node)
 	want := regexp.MustCompile(`^main process memhog \(pid 1, \d+ on the node\) in container hog killed: container memory limit 32Mi reached \([0-9.]+ MiB used\)$`)
 	if !want.MatchString(ev.Message) {

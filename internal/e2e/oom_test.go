@@ -19,11 +19,7 @@ const eventTimeout = 90 * time.Second
 func TestContainerOverItsLimit(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "e2e-limit")
-	c.apply(t, deployment(ns, "web", c.image, podSpec{hogs: []hog{
-		{name: "hog", args: []string{"hog", "-mib", "64"}, request: "16Mi", limit: "32Mi"},
-	}}))
-	p := c.waitPods(t, ns, "app=web")
-	e := c.waitEvent(t, "for pod web's OOM", eventTimeout, ofPod(p.Metadata.UID))
+	p, e := c.startOverLimit(t, ns)
 	p = c.podWithContainerID(t, p, "hog", e.K8s.ContainerID)
 	checkNames(t, e, p, names{namespace: ns, pod: p.Metadata.Name, container: "hog",
 		workloadKind: "Deployment", workloadName: "web", qos: "Burstable"})
@@ -131,6 +127,18 @@ func TestPodLevelLimitShmem(t *testing.T) {
 	if !strings.Contains(summary, cacheDir) {
 		t.Errorf("shmem_dominant %q does not name the emptyDir %s", summary, cacheDir)
 	}
+}
+
+// startOverLimit runs a Deployment "web" whose container "hog" touches 64
+// MiB under a 32 MiB limit, and returns its pod and the agent's line of
+// the first OOM kill.
+func (c *cluster) startOverLimit(t *testing.T, ns string) (pod, event) {
+	t.Helper()
+	c.apply(t, deployment(ns, "web", c.image, podSpec{hogs: []hog{
+		{name: "hog", args: []string{"hog", "-mib", "64"}, request: "16Mi", limit: "32Mi"},
+	}}))
+	p := c.waitPods(t, ns, "app=web")
+	return p, c.waitEvent(t, "for pod web's OOM", eventTimeout, ofPod(p.Metadata.UID))
 }
 
 // startRespawning runs a Deployment whose container "main" has an init

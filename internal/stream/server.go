@@ -46,6 +46,9 @@ const (
 	DefaultHistoryAge     = 15 * time.Minute
 	DefaultSessionBuffer  = 256
 	DefaultStatusInterval = 5 * time.Second
+	// sessionSocketBuffer is a session socket's send buffer (the kernel
+	// doubles it for its bookkeeping).
+	sessionSocketBuffer = 32 << 10
 	// maxRequest bounds the request line.
 	maxRequest = 64 << 10
 	// requestTimeout bounds the wait for a client's request line.
@@ -315,6 +318,10 @@ func (ss *session) offer(line []byte) {
 // matching events until the client closes its side or the server stops.
 func (s *Server) serve(c *net.UnixConn) {
 	defer c.Close()
+	// What a session that does not read holds in the kernel is bounded
+	// too, and it reaches its own buffer's bound, and is told of its
+	// drops, sooner.
+	c.SetWriteBuffer(sessionSocketBuffer)
 	req, err := readRequest(c)
 	if err != nil {
 		s.opts.Log.Info("stream: request refused", zap.Error(err))

@@ -51,7 +51,9 @@ already captured, and exits 0.
 An event in a Kubernetes pod names its namespace, pod and container, from
 the node's container runtime (CRI socket), and its workload, from the
 Kubernetes API when the agent runs in a cluster; what cannot be named is
-said in k8s.lookup_error, and never holds an event back more than ` + kube.LookupTimeout.String() + `.`,
+said in k8s.lookup_error, and never holds an event back more than ` + kube.LookupTimeout.String() + `.
+With the Kubernetes API, each OOM kill in a pod is also an Event on the
+Pod, which kubectl describe pod shows (--kube-events).`,
 		Example: `  # trace on this node, events to a file, logs on the terminal
   sudo oomtrace agent > oom-events.jsonl
 

@@ -51,9 +51,7 @@ already captured, and exits 0.
 An event in a Kubernetes pod names its namespace, pod and container, from
 the node's container runtime (CRI socket), and its workload, from the
 Kubernetes API when the agent runs in a cluster; what cannot be named is
-said in k8s.lookup_error, and never holds an event back more than ` + kube.LookupTimeout.String() + `.
-With the Kubernetes API, each OOM kill in a pod is also an Event on the
-Pod, which kubectl describe pod shows (--kube-events).`,
+said in k8s.lookup_error, and never holds an event back more than ` + kube.LookupTimeout.String() + `.`,
 		Example: `  # trace on this node, events to a file, logs on the terminal
   sudo oomtrace agent > oom-events.jsonl
 
@@ -137,9 +135,11 @@ Pod, which kubectl describe pod shows (--kube-events).`,
 				streamOpts.Node, streamOpts.Log = cfg.Node, log
 				srv, err := stream.Listen(streamOpts)
 				switch {
-				case errors.Is(err, fs.ErrPermission):
-					// Not root: loading the probes says what is missing.
-					log.Warn("trace sessions off: no permission for the stream socket", zap.Error(err))
+				case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+					// Not root (loading the probes says what is missing),
+					// or a read-only root without a volume for the socket:
+					// tracing matters more than sessions.
+					log.Warn("trace sessions off: cannot make the stream socket", zap.Error(err))
 				case err != nil:
 					return err
 				default:

@@ -119,6 +119,15 @@ func TestTraceFollowsAgent(t *testing.T) {
 		}
 	}()
 	code, stdout, stderr := runCLI(t, "trace", "--socket", path, "--namespace", "shop", "--pod", "web-1", "--count", "1", "--for", "10s")
+	checkFollowed(t, code, stdout, stderr, path, mine)
+	code, stdout, stderr = runCLI(t, "trace", "--socket", path, "--pod", "web-1", "--count", "1", "--for", "10s", "-o", "table")
+	if code != 0 || !strings.HasPrefix(stdout, "TIME ") || !strings.Contains(stdout, " shop ") || !strings.Contains(stdout, " web-1 ") || strings.Count(stdout, "\n") != 2 {
+		t.Errorf("-o table: exit %d, want 0 and a header and web-1's row:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+func checkFollowed(t *testing.T, code int, stdout, stderr, path string, mine *event.Event) {
+	t.Helper()
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
 	}

@@ -128,7 +128,7 @@ func startHostAgent(t *testing.T, bin, criSocket, node string) *hostAgent {
 	a := &hostAgent{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "agent", "--node-name", node, "--ready-file", ready,
-		"--cri-endpoint", "unix://"+criSocket, "--kube-api", "off", "--metrics-addr=")
+		"--cri-endpoint", "unix://"+criSocket, "--kube-api", "off", "--metrics-addr=", "--socket=")
 	cmd.Stdout, cmd.Stderr = a, stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second

@@ -182,6 +182,19 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
+// terminalWidth is the width of the terminal w is, 0 if none.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
+}
+
 // sessionOutput writes a session's events; json writes the line as the
 // agent encoded it.
 type sessionOutput struct {
@@ -194,7 +207,7 @@ func newSessionOutput(format string, w io.Writer) (sessionOutput, error) {
 	case "json":
 		return sessionOutput{json: w}, nil
 	case "table":
-		return sessionOutput{w: output.NewTable(w)}, nil
+		return sessionOutput{w: output.NewTableWidth(w, terminalWidth(w))}, nil
 	case "pretty":
 		return sessionOutput{w: output.NewPretty(w)}, nil
 	}

@@ -327,3 +327,74 @@ func bpfProgramsOf(t *testing.T, pid int) []ebpf.ProgramID {
 	}
 	return ids
 }
+
+// In a real terminal (tmux, 120 columns) a session prints the table by
+// default: the rows line up under the header, a long cgroup path is
+// shortened with an ellipsis, and no row is wrapped.
+func TestTraceTableInTerminal(t *testing.T) {
+	h := requireTracing(t)
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Skip("skipped: no tmux to run a terminal in")
+	}
+	socket := filepath.Join(t.TempDir(), "oomtrace.sock")
+	a := startAgent(t, "--socket="+socket)
+	tr := newTree(t, h)
+	pod := newTracePod(t, tr)
+	// A server of its own, so no user's tmux is touched.
+	server := "oomtrace-test-" + newContainerID(t)[:8]
+	run := func(args ...string) string {
+		out, err := exec.Command(tmux, append([]string{"-L", server}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	const width = 120
+	run("new-session", "-d", "-x", strconv.Itoa(width), "-y", "20",
+		oomtraceBin+" trace --socket "+socket+" --pod-uid "+pod.uid+" --count 1 --for 60s; sleep 60")
+	t.Cleanup(func() { exec.Command(tmux, "-L", server, "kill-server").Run() })
+	screen := func() string { return run("capture-pane", "-p") }
+	waitScreen := func(what string) string {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if s := screen(); strings.Contains(s, what) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal never showed %q:\n%s", what, screen())
+			}
+		}
+	}
+	waitScreen("following the agent")
+	pod.oom(t)
+	s := waitScreen("1 events in")
+	t.Logf("the terminal:\n%s", s)
+	var header, row string
+	for _, l := range strings.Split(s, "\n") {
+		switch {
+		case strings.HasPrefix(l, "TIME "):
+			header = l
+		case row == "" && strings.Contains(l, " oom_kill "): // not the summary's
+			row = l
+		}
+	}
+	if header == "" || row == "" {
+		t.Fatalf("no table header or oom_kill row on the terminal:\n%s", s)
+	}
+	runes := []rune(row)
+	if len(runes) > width || len([]rune(header)) > width {
+		t.Errorf("a line longer than the terminal's %d columns", width)
+	}
+	for _, col := range []string{"EVENT", "NAMESPACE", "POD", "CONTAINER", "PID", "COMM", "MEMORY", "DIAGNOSIS"} {
+		at := len([]rune(header[:strings.Index(header, col)]))
+		if at >= len(runes) || runes[at-1] != ' ' || runes[at] == ' ' {
+			t.Errorf("column %s does not start at %d in the row %q", col, at, row)
+		}
+	}
+	// Nothing names the made-up pod: its UID stands in, too long for
+	// the narrowed POD column.
+	if strings.Contains(row, pod.uid) || !strings.Contains(row, pod.uid[:4]) || !strings.Contains(row, "…") || !strings.Contains(row, pod.uid[len(pod.uid)-5:]+" ") {
+		t.Errorf("the pod's UID %s is not shortened with an ellipsis, its end kept: %q", pod.uid, row)
+	}
+	a.stop(t)
+}

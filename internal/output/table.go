@@ -16,27 +16,63 @@ import (
 // for watching a trace session on a terminal: names longer than their
 // column are shortened in the middle with an ellipsis (the end of a pod's
 // name tells its replicas apart), never wrapped, so the columns stay
-// aligned; the diagnosis codes come last and are never cut.
+// aligned; the diagnosis codes come last. On a terminal narrower than
+// the columns, the name columns narrow first, then each row is cut at
+// the terminal's edge.
 type Table struct {
 	mu     sync.Mutex
 	w      io.Writer
 	header bool
+	widths []int // of the columns before DIAGNOSIS
+	limit  int   // the terminal's width; 0: none
 }
 
 // NewTable writes rows to w; the header goes before the first row.
-func NewTable(w io.Writer) *Table { return &Table{w: w} }
+func NewTable(w io.Writer) *Table { return NewTableWidth(w, 0) }
+
+// NewTableWidth fits the rows in width columns (0: no limit).
+func NewTableWidth(w io.Writer, width int) *Table {
+	t := &Table{w: w, limit: width}
+	for _, c := range tableColumns {
+		t.widths = append(t.widths, c.width)
+	}
+	if width > 0 {
+		t.fit(width)
+	}
+	return t
+}
 
 // Sync has nothing to flush: every row is written whole.
 func (t *Table) Sync() error { return nil }
 
-// tableColumns are the columns before DIAGNOSIS, with their widths. POD
-// shows the memory cgroup's path when no pod is known.
+// tableColumns are the columns before DIAGNOSIS, with their widths and
+// how narrow a name column may get. POD shows the pod's UID when no
+// source named it, and the memory cgroup's path outside pods.
 var tableColumns = []struct {
-	name  string
-	width int
+	name     string
+	width    int
+	minWidth int // 0: fixed
 }{
-	{"TIME", 12}, {"EVENT", 18}, {"NAMESPACE", 16}, {"POD", 32}, {"CONTAINER", 16},
-	{"PID", 8}, {"COMM", 15}, {"MEMORY", 19},
+	{"TIME", 12, 0}, {"EVENT", 13, 0}, {"NAMESPACE", 16, 9}, {"POD", 32, 16}, {"CONTAINER", 16, 9},
+	{"PID", 7, 0}, {"COMM", 15, 0}, {"MEMORY", 13, 0},
+}
+
+// minDiagnosis is the room a fitted row keeps for the diagnosis codes.
+const minDiagnosis = 32
+
+// fit narrows the name columns, POD first, until the row leaves
+// minDiagnosis columns of width, or they are at their narrowest.
+func (t *Table) fit(width int) {
+	total := minDiagnosis
+	for _, w := range t.widths {
+		total += w + 1
+	}
+	for _, i := range []int{3, 2, 4} {
+		if cut := min(total-width, t.widths[i]-tableColumns[i].minWidth); cut > 0 {
+			t.widths[i] -= cut
+			total -= cut
+		}
+	}
 }
 
 // Write writes e's row.
@@ -50,26 +86,33 @@ func (t *Table) Write(e *event.Event) error {
 			names[i] = c.name
 		}
 		names[len(tableColumns)] = "DIAGNOSIS"
-		writeRow(&b, names)
+		t.writeRow(&b, names)
 		t.header = true
 	}
-	writeRow(&b, tableRow(e))
+	t.writeRow(&b, tableRow(e))
 	_, err := io.WriteString(t.w, b.String())
 	return err
 }
 
 // writeRow pads each cell to its column and shortens what is longer.
-func writeRow(b *strings.Builder, cells []string) {
+func (t *Table) writeRow(b *strings.Builder, cells []string) {
+	var row strings.Builder
 	for i, c := range cells {
-		if i == len(tableColumns) {
-			b.WriteString(c)
+		if i == len(t.widths) {
+			row.WriteString(c)
 			break
 		}
-		w := tableColumns[i].width
+		w := t.widths[i]
 		c = Shorten(c, w)
-		b.WriteString(c)
-		b.WriteString(strings.Repeat(" ", w-utf8.RuneCountInString(c)+1))
+		row.WriteString(c)
+		row.WriteString(strings.Repeat(" ", w-utf8.RuneCountInString(c)+1))
 	}
+	line := row.String()
+	if t.limit > 0 && utf8.RuneCountInString(line) > t.limit {
+		// A wrapped row would break the columns: cut it at the edge.
+		line = string([]rune(line)[:t.limit-1]) + "…"
+	}
+	b.WriteString(line)
 	b.WriteString("\n")
 }
 
@@ -80,6 +123,8 @@ func tableRow(e *event.Event) []string {
 		if k.Container != "" {
 			container = k.Container
 		}
+	} else if k != nil && k.PodUID != "" {
+		pod = k.PodUID // no source named it
 	} else if e.Memcg != nil && e.Memcg.Path != "" {
 		pod = e.Memcg.Path
 	} else if e.Victim != nil {

@@ -64,3 +64,27 @@ func TestShorten(t *testing.T) {
 		}
 	}
 }
+
+// On a narrow terminal the name columns narrow, POD first, and no row is
+// longer than the terminal: a wrapped row would break the columns.
+func TestTableFitsWidth(t *testing.T) {
+	for _, width := range []int{160, 120, 100, 60} {
+		var buf bytes.Buffer
+		tbl := NewTableWidth(&buf, width)
+		e := sampleEvent()
+		e.K8s.Pod = "a-very-long-deployment-name-for-the-checkout-service-7c9d8f6b5-x2x4q"
+		e.K8s.Namespace = "team-payments"
+		e.Diagnosis = []event.Finding{{Code: "container_limit"}, {Code: "non_init_victim"}}
+		tbl.Write(e)
+		lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+		for _, l := range lines {
+			if n := utf8.RuneCountInString(l); n > width {
+				t.Errorf("width %d: a row of %d runes: %q", width, n, l)
+			}
+		}
+		t.Logf("width %d:\n%s", width, buf.String())
+		if width >= 160 && !strings.HasSuffix(lines[1], "container_limit,non_init_victim") {
+			t.Errorf("width %d: the diagnosis was cut: %q", width, lines[1])
+		}
+	}
+}

@@ -230,6 +230,14 @@ func (s *Server) Close() error {
 		if s.ln != nil {
 			s.ln.Close() // removes the socket file too
 		}
+		// A session blocked writing to a client that stopped reading
+		// must not hold the agent's exit: its write fails after a grace
+		// second for the end line.
+		s.mu.Lock()
+		for ss := range s.sessions {
+			ss.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		}
+		s.mu.Unlock()
 	})
 	s.wg.Wait()
 	if s.removeDir != "" {
@@ -300,6 +308,7 @@ func (s *Server) publish(e *event.Event) {
 
 // session is one connected client.
 type session struct {
+	conn       *net.UnixConn
 	filter     Filter
 	ch         chan []byte
 	dropped    atomic.Uint64
@@ -329,7 +338,7 @@ func (s *Server) serve(c *net.UnixConn) {
 		return
 	}
 	since, _ := req.since() // checked by readRequest
-	ss := &session{filter: req.Filter, ch: make(chan []byte, s.opts.SessionBuffer)}
+	ss := &session{conn: c, filter: req.Filter, ch: make(chan []byte, s.opts.SessionBuffer)}
 
 	// The history is read and the session added at once, so no event is
 	// both replayed and sent live, and none falls between.
@@ -345,6 +354,12 @@ func (s *Server) serve(c *net.UnixConn) {
 		}
 	}
 	ss.queueDrops = s.queueDrops.Load()
+	select {
+	case <-s.done: // Close has set the deadlines already
+		s.mu.Unlock()
+		return
+	default:
+	}
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
 	defer func() {

@@ -322,3 +322,23 @@ func TestStaleAndLiveSocket(t *testing.T) {
 	s.Close()
 	s.Observe(kill("a", "b", 1, time.Now())) // after Close: neither blocks nor panics
 }
+
+// Close returns promptly even when a session's client stopped reading
+// with lines still to write: the agent's exit waits for no client.
+func TestCloseWithStuckSession(t *testing.T) {
+	s := listen(t, Options{SessionBuffer: 4096, QueueSize: 100000})
+	dial(t, s, Request{}) // and never read
+	waitSessions(t, s, 1)
+	stack := []string{strings.Repeat("x", 4096)}
+	for i := range 2000 {
+		e := kill("shop", "web", uint32(i+1), time.Now())
+		e.Stack = stack
+		s.Observe(e)
+	}
+	time.Sleep(200 * time.Millisecond) // the session's writer is blocked by now
+	start := time.Now()
+	s.Close()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close took %v with a session that does not read", took)
+	}
+}

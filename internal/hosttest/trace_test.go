@@ -341,10 +341,11 @@ func TestTraceTableInTerminal(t *testing.T) {
 	a := startAgent(t, "--socket="+socket)
 	tr := newTree(t, h)
 	pod := newTracePod(t, tr)
-	// A server of its own, so no user's tmux is touched.
-	server := "oomtrace-test-" + newContainerID(t)[:8]
+	// A server of its own, its socket in the test's directory, so no
+	// user's tmux is touched and nothing is left behind.
+	server := filepath.Join(t.TempDir(), "tmux.sock")
 	run := func(args ...string) string {
-		out, err := exec.Command(tmux, append([]string{"-L", server}, args...)...).CombinedOutput()
+		out, err := exec.Command(tmux, append([]string{"-S", server}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tmux %v: %v: %s", args, err, out)
 		}
@@ -353,7 +354,7 @@ func TestTraceTableInTerminal(t *testing.T) {
 	const width = 120
 	run("new-session", "-d", "-x", strconv.Itoa(width), "-y", "20",
 		oomtraceBin+" trace --socket "+socket+" --pod-uid "+pod.uid+" --count 1 --for 60s; sleep 60")
-	t.Cleanup(func() { exec.Command(tmux, "-L", server, "kill-server").Run() })
+	t.Cleanup(func() { exec.Command(tmux, "-S", server, "kill-server").Run() })
 	screen := func() string { return run("capture-pane", "-p") }
 	waitScreen := func(what string) string {
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {

@@ -5,6 +5,7 @@ GO         ?= go
 BPF_CLANG  ?= clang-19
 BPF_CFLAGS ?= -O2 -g -Wall -Werror -mcpu=v3
 BIN        ?= bin/oomtrace
+PLUGIN_BIN ?= bin/kubectl-oomtrace
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/oomtrace/oomtrace/internal/version.Version=$(VERSION)
 # The image's tag: deploy/kubernetes references the same file's version
@@ -14,7 +15,7 @@ IMAGE_ARCH ?= amd64
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build image run test unit vmtest kernels e2e check-generated headers clean
+.PHONY: help deps generate build plugin image run test unit vmtest kernels e2e check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -49,8 +50,11 @@ deps: ## install what building BPF and the tests need (Debian packages, Go modul
 generate: ## rebuild the BPF objects and Go bindings with $(BPF_CLANG)
 	cd internal/bpf && $(GO) generate ./...
 
-build: ## build bin/oomtrace (static, no clang needed)
+build: plugin ## build bin/oomtrace (static, no clang needed) and the kubectl plugin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/oomtrace
+
+plugin: ## build bin/kubectl-oomtrace, the kubectl plugin (`kubectl oomtrace trace -n NS POD` once it is on PATH)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PLUGIN_BIN) ./cmd/kubectl-oomtrace
 
 image: ## write bin/oomtrace-image.tar: the static binary in a one-layer image tagged $(IMAGE) (no Docker needed; IMAGE_ARCH=arm64 for arm64)
 	CGO_ENABLED=0 GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/image-$(IMAGE_ARCH)/oomtrace ./cmd/oomtrace

@@ -70,6 +70,11 @@ CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$images/memhog" ./interna
 OOMTRACE_E2E_MKIMAGE=$mkimage bash $e2e/cluster.sh up
 t_up=$SECONDS
 eval "$(bash $e2e/cluster.sh env)"
+# The kubectl plugin, found by this cluster's kubectl on PATH as an
+# operator's would be.
+mkdir -p "$images/plugin"
+$MAKE --no-print-directory plugin PLUGIN_BIN="$images/plugin/kubectl-oomtrace"
+export PATH=$images/plugin:$PATH
 for tar in bin/oomtrace-image.tar "$images/memhog.tar"; do
 	ctr -a "$OOMTRACE_E2E_CRI_SOCKET" -n k8s.io images import "$tar" >/dev/null
 done

@@ -42,8 +42,15 @@ type traceSession struct {
 // follows the agent's stream.
 func (c *cluster) startTrace(t *testing.T, agentPod string, args ...string) *traceSession {
 	t.Helper()
+	return c.startSession(t, append([]string{"exec", "-n", c.agentNS, agentPod, "--", "/oomtrace", "trace"}, args...)...)
+}
+
+// startSession runs kubectl with args, a command that runs a trace
+// session, and returns once the session follows the agent's stream.
+func (c *cluster) startSession(t *testing.T, kubectlArgs ...string) *traceSession {
+	t.Helper()
 	s := &traceSession{exited: make(chan struct{})}
-	cmd := exec.Command(c.kubectl, append([]string{"exec", "-n", c.agentNS, agentPod, "--", "/oomtrace", "trace"}, args...)...)
+	cmd := exec.Command(c.kubectl, kubectlArgs...)
 	cmd.Stdout, cmd.Stderr = &s.stdout, &s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,8 @@ enum counter {
 	COUNTER_CTX_MAP_FULL = 2,      /* OOM context not remembered */
 	COUNTER_ALLOC_NOWARN = 3,      /* __GFP_NOWARN failure counted, not reported */
 	COUNTER_ALLOC_BELOW_ORDER = 4, /* failure below --alloc-min-order */
-	COUNTER_MAX = 5,
+	COUNTER_FILTERED = 5,          /* record not written: the session's filter drops it */
+	COUNTER_MAX = 6,
 };
 
 /* Where an alloc_failure record came from. */

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "events.h"
+#include "memcg.h"
 
 /*
  * Last seen memory_events_local[MEMCG_OOM_KILL] per memcg (kernfs id).
@@ -99,6 +100,22 @@ static __always_inline __u64 levels_oom_events(const struct memcg_level *levels,
 	for (int i = 0; i < MEMCG_MAX_LEVELS; i++)
 		if (i < nr_levels)
 			ooms += levels[i].oom_events;
+	return ooms;
+}
+
+/* levels_oom_events read straight from the memcgs, for a record that is
+ * filtered out and so has no levels of its own. */
+static __always_inline __u64 memcg_oom_events_along(struct mem_cgroup *memcg)
+{
+	__u64 ooms = 0;
+
+#pragma unroll
+	for (int i = 0; i < MEMCG_MAX_LEVELS; i++) {
+		if (!memcg)
+			break;
+		ooms += BPF_CORE_READ(memcg, memory_events_local[bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM)].counter);
+		memcg = memcg_parent(memcg);
+	}
 	return ooms;
 }
 

@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "events.h"
+#include "filter.h"
 #include "memcg.h"
 #include "oom.h"
 
@@ -107,6 +108,13 @@ static __always_inline int on_mark_victim(void *ctx, struct task_struct *victim)
 	if (call && killed)
 		call->victims++;
 
+	if (!event_wanted(victim, trigger, victim_memcg, trigger_memcg, NULL)) {
+		/* The grouping state sees every mark, so the records that are
+		 * written still get the OOM they belong to. */
+		if (!bpf_map_lookup_elem(&oom_ctx, &tid))
+			tracepoint_oom_id(tid, memcg_oom_events_along(victim_memcg), bpf_ktime_get_boot_ns());
+		return 0;
+	}
 	e = reserve_event(struct oom_kill_event, killed ? EVENT_OOM_KILL : EVENT_OOM_VICTIM_EXITING);
 	if (!e)
 		return 0;
@@ -279,7 +287,9 @@ static __always_inline void on_memcg_oom_return(void *ctx, bool found)
 	if (!call)
 		return;
 	memcg = (struct mem_cgroup *)call->memcg;
-	e = reserve_event(struct memcg_oom_event, EVENT_MEMCG_OOM);
+	e = NULL;
+	if (event_wanted(trigger, NULL, memcg, task_memcg(trigger), NULL))
+		e = reserve_event(struct memcg_oom_event, EVENT_MEMCG_OOM);
 	if (e) {
 		read_task_info(&e->trigger, trigger);
 		e->oom_id = call->oom_id;
@@ -355,6 +365,8 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 		counter_inc(COUNTER_ALLOC_NOWARN);
 		return;
 	}
+	if (!event_wanted(task, NULL, task_memcg(task), NULL, NULL))
+		return;
 	e = reserve_event(struct alloc_failure_event, EVENT_ALLOC_FAILURE);
 	if (!e)
 		return;

@@ -2,7 +2,7 @@
 //go:build ignore
 
 /*
- * Test programs for the helpers in bpf/ (memcg.h, oom.h): each runs the
+ * Test programs for the helpers in bpf/ (memcg.h, oom.h, filter.h): each runs the
  * real helper under BPF_PROG_TEST_RUN and leaves what it saw where the
  * tests in internal/bpf/bpftest read it. They are raw_tp programs, because those run
  * in the calling thread: current is the Go test's own thread, which the test
@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "events.h"
+#include "filter.h"
 #include "memcg.h"
 #include "oom.h"
 
@@ -60,4 +61,15 @@ SEC("raw_tp")
 int BPF_PROG(count_kill, __u64 memcg_id, __u64 kills)
 {
 	return oom_kill_counted(memcg_id, kills);
+}
+
+/* filter_match with the filter (want_pid, want_cgroup) for a record of
+ * the task with tgid pid in the calling thread's memcg; 1 when it passes. */
+SEC("raw_tp")
+int BPF_PROG(match_filter, __u64 want_pid, __u64 want_cgroup, __u64 pid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct record_filter f = {.cgroup_id = want_cgroup, .pid = want_pid};
+
+	return filter_match(&f, pid, 0, task_memcg(task), NULL, NULL);
 }

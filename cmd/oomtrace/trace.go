@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -21,8 +22,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomtrace/oomtrace/internal/agent"
+	"github.com/oomtrace/oomtrace/internal/cgroup"
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/output"
+	"github.com/oomtrace/oomtrace/internal/probe"
 	"github.com/oomtrace/oomtrace/internal/stream"
 )
 
@@ -239,6 +242,13 @@ type session struct {
 	byKind  map[string]uint64
 	byPod   map[string]uint64
 	dropped uint64
+	// kernelFilter: what the probes filtered in the kernel (standalone).
+	kernelFilter *kernelFilterStats
+}
+
+type kernelFilterStats struct {
+	what     string // the filters the kernel applied, e.g. "pid 42, cgroup /a"
+	filtered uint64
 }
 
 // show writes e; true once --count events were shown.
@@ -263,6 +273,9 @@ func (s *session) show(line []byte, e *event.Event) (bool, error) {
 // summary tells what the session saw, on stderr.
 func (s *session) summary(w io.Writer) {
 	fmt.Fprintf(w, "oomtrace trace: %d events in %s, %d dropped\n", s.seen, time.Since(s.start).Round(100*time.Millisecond), s.dropped)
+	if k := s.kernelFilter; k != nil {
+		fmt.Fprintf(w, "  %d filtered in the kernel (%s)\n", k.filtered, k.what)
+	}
 	for _, group := range []struct {
 		name string
 		m    map[string]uint64
@@ -358,6 +371,8 @@ func (discard) Sync() error              { return nil }
 func (s *session) standalone(ctx context.Context, filter stream.Filter, names *nameFlags, errOut io.Writer, log *zap.Logger) error {
 	sink := &localSink{filter: filter, ch: make(chan *event.Event, 1024)}
 	cfg := agent.Config{Node: nodeName(), QueueSize: 1024, AllocFailures: true, AllocMinOrder: 1, Sinks: []agent.Sink{sink}}
+	var what string
+	cfg.KernelFilter, what = kernelFilter(filter)
 	cfg.OnReady = func() { fmt.Fprintln(errOut, "oomtrace trace: probes attached; tracing") }
 	var err error
 	var stopNames func()
@@ -403,5 +418,67 @@ func (s *session) standalone(ctx context.Context, filter stream.Filter, names *n
 		}
 	}
 	s.dropped = sink.drops.Load() + res.stats.QueueDrops + res.stats.Kernel.Lost()
+	if what != "" {
+		s.kernelFilter = &kernelFilterStats{what: what, filtered: res.stats.Kernel.Filtered}
+	}
 	return failed
+}
+
+// kernelFilter is the part of filter the probes can apply in the kernel:
+// the pid, and the memory cgroup subtree of --cgroup, or else of the
+// --pod-uid pod's cgroup directory when it exists now. It also says, for
+// the summary, what it covers ("" for nothing). The exact filter still
+// runs in user space.
+func kernelFilter(filter stream.Filter) (probe.Filter, string) {
+	kf := probe.Filter{PID: filter.PID}
+	var what []string
+	if kf.PID != 0 {
+		what = append(what, fmt.Sprintf("pid %d", kf.PID))
+	}
+	if hier, err := cgroup.FindMemoryHierarchy(); err == nil && hier.Whole() {
+		var dir string
+		if filter.Cgroup != "" {
+			dir = filepath.Join(hier.Mount, filter.Cgroup)
+		} else if filter.PodUID != "" {
+			dir = podCgroupDir(hier.Mount, filter.PodUID)
+		}
+		if id, ok := dirInode(dir); ok {
+			kf.CgroupID = id
+			what = append(what, "cgroup "+strings.TrimPrefix(dir, hier.Mount))
+		}
+	}
+	return kf, strings.Join(what, ", ")
+}
+
+// podCgroupDir finds the pod's memory cgroup directory below mount, for
+// the cgroupfs and the systemd cgroup drivers and every QoS class; "" when
+// there is none.
+func podCgroupDir(mount, uid string) string {
+	systemd := strings.ReplaceAll(uid, "-", "_")
+	for _, pattern := range []string{
+		"kubepods/pod" + uid, "kubepods/*/pod" + uid,
+		"kubepods.slice/kubepods-pod" + systemd + ".slice",
+		"kubepods.slice/*/kubepods-*-pod" + systemd + ".slice",
+	} {
+		if m, _ := filepath.Glob(filepath.Join(mount, pattern)); len(m) == 1 {
+			return m[0]
+		}
+	}
+	return ""
+}
+
+// dirInode is dir's inode: on the memory hierarchy, the cgroup's kernfs id.
+func dirInode(dir string) (uint64, bool) {
+	if dir == "" {
+		return 0, false
+	}
+	info, err := os.Stat(dir)
+	if err != nil || !info.IsDir() {
+		return 0, false
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Ino, true
 }

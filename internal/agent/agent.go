@@ -40,7 +40,9 @@ type Config struct {
 	// AllocFailures, AllocMinOrder, AllocNoWarn: see probe.Config.
 	AllocFailures bool
 	AllocMinOrder uint32
-	AllocNoWarn   bool
+	// KernelFilter: see probe.Config.Filter (a trace session's own probes).
+	KernelFilter probe.Filter
+	AllocNoWarn  bool
 	// OOMScoreAdj is what the agent lowers its own oom_score_adj to at
 	// start (0: leave it); see DefaultOOMScoreAdj.
 	OOMScoreAdj int
@@ -119,6 +121,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	probes, err := probe.Load(probe.Config{
 		RingBufSize: cfg.RingBufSize, OOMKillsSeen: seeds, Tier: cfg.Tier,
 		AllocFailures: cfg.AllocFailures, AllocMinOrder: cfg.AllocMinOrder, AllocNoWarn: cfg.AllocNoWarn,
+		Filter: cfg.KernelFilter,
 	})
 	if err != nil {
 		return stats, err

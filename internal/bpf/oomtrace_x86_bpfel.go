@@ -50,7 +50,8 @@ const (
 	OomtraceCounterCOUNTER_CTX_MAP_FULL      OomtraceCounter = 2
 	OomtraceCounterCOUNTER_ALLOC_NOWARN      OomtraceCounter = 3
 	OomtraceCounterCOUNTER_ALLOC_BELOW_ORDER OomtraceCounter = 4
-	OomtraceCounterCOUNTER_MAX               OomtraceCounter = 5
+	OomtraceCounterCOUNTER_FILTERED          OomtraceCounter = 5
+	OomtraceCounterCOUNTER_MAX               OomtraceCounter = 6
 )
 
 type OomtraceEventHeader struct {
@@ -201,6 +202,8 @@ const (
 	OomtraceProgTpMmPageAlloc           = "tp_mm_page_alloc"
 	OomtraceVarAllocMinOrder            = "alloc_min_order"
 	OomtraceVarAllocReportNowarn        = "alloc_report_nowarn"
+	OomtraceVarFilterCgroupId           = "filter_cgroup_id"
+	OomtraceVarFilterPid                = "filter_pid"
 	OomtraceVarGfpNowarn                = "gfp_nowarn"
 	OomtraceVarUnusedAllocFailureEvent  = "unused_alloc_failure_event"
 	OomtraceVarUnusedAllocSource        = "unused_alloc_source"
@@ -288,6 +291,8 @@ type OomtraceMapSpecs struct {
 type OomtraceVariableSpecs struct {
 	AllocMinOrder           *ebpf.VariableSpec `ebpf:"alloc_min_order"`
 	AllocReportNowarn       *ebpf.VariableSpec `ebpf:"alloc_report_nowarn"`
+	FilterCgroupId          *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
+	FilterPid               *ebpf.VariableSpec `ebpf:"filter_pid"`
 	GfpNowarn               *ebpf.VariableSpec `ebpf:"gfp_nowarn"`
 	UnusedAllocFailureEvent *ebpf.VariableSpec `ebpf:"unused_alloc_failure_event"`
 	UnusedAllocSource       *ebpf.VariableSpec `ebpf:"unused_alloc_source"`
@@ -346,6 +351,8 @@ func (m *OomtraceMaps) Close() error {
 type OomtraceVariables struct {
 	AllocMinOrder           *ebpf.Variable `ebpf:"alloc_min_order"`
 	AllocReportNowarn       *ebpf.Variable `ebpf:"alloc_report_nowarn"`
+	FilterCgroupId          *ebpf.Variable `ebpf:"filter_cgroup_id"`
+	FilterPid               *ebpf.Variable `ebpf:"filter_pid"`
 	GfpNowarn               *ebpf.Variable `ebpf:"gfp_nowarn"`
 	UnusedAllocFailureEvent *ebpf.Variable `ebpf:"unused_alloc_failure_event"`
 	UnusedAllocSource       *ebpf.Variable `ebpf:"unused_alloc_source"`

@@ -42,6 +42,21 @@ type Config struct {
 	AllocMinOrder uint32
 	// AllocNoWarn reports __GFP_NOWARN failures too, instead of counting them.
 	AllocNoWarn bool
+	// Filter drops, in the kernel, records that cannot match it (zero:
+	// none, at no cost).
+	Filter Filter
+}
+
+// Filter is what the BPF side can tell before it writes a record. It is
+// a superset of the exact match, which stays with the reader: a record
+// passes when every field set matches.
+type Filter struct {
+	// PID: the host pid (tgid) of the victim or the trigger.
+	PID uint32
+	// CgroupID: the kernfs id (the directory's inode on the memory
+	// hierarchy) of a memory cgroup; the victim's, the trigger's or the
+	// OOM's memcg must be it or below it.
+	CgroupID uint64
 }
 
 // Probes are the loaded and attached BPF programs and their ring buffer.
@@ -116,6 +131,12 @@ func Load(cfg Config) (_ *Probes, err error) {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	if err := spec.Variables[bpf.OomtraceVarFilterPid].Set(cfg.Filter.PID); err != nil {
+		return nil, fmt.Errorf("set %s: %w", bpf.OomtraceVarFilterPid, err)
+	}
+	if err := spec.Variables[bpf.OomtraceVarFilterCgroupId].Set(cfg.Filter.CgroupID); err != nil {
+		return nil, fmt.Errorf("set %s: %w", bpf.OomtraceVarFilterCgroupId, err)
 	}
 	// Only the chosen tier's programs are loaded: the others would not
 	// pass the verifier, or attach, on every kernel.
@@ -223,6 +244,8 @@ type Counters struct {
 	AllocNoWarn uint64 `json:"alloc_nowarn"`
 	// AllocBelowOrder: failures below --alloc-min-order.
 	AllocBelowOrder uint64 `json:"alloc_below_min_order"`
+	// Filtered: records Config.Filter dropped in the kernel.
+	Filtered uint64 `json:"filtered,omitempty"`
 }
 
 // Lost is what was lost rather than left out on purpose.
@@ -237,6 +260,7 @@ func (p *Probes) Counters() (Counters, error) {
 		bpf.OomtraceCounterCOUNTER_CTX_MAP_FULL:      &c.CtxMapFull,
 		bpf.OomtraceCounterCOUNTER_ALLOC_NOWARN:      &c.AllocNoWarn,
 		bpf.OomtraceCounterCOUNTER_ALLOC_BELOW_ORDER: &c.AllocBelowOrder,
+		bpf.OomtraceCounterCOUNTER_FILTERED:          &c.Filtered,
 	} {
 		var perCPU []uint64
 		if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {

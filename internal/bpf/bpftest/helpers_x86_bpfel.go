@@ -56,8 +56,11 @@ const (
 	HelpersMapOomSeq            = "oom_seq"
 	HelpersProgCountKill        = "count_kill"
 	HelpersProgGroupMark        = "group_mark"
+	HelpersProgMatchFilter      = "match_filter"
 	HelpersProgReadCurrentMemcg = "read_current_memcg"
 	HelpersVarCurrentMemcgSeen  = "current_memcg_seen"
+	HelpersVarFilterCgroupId    = "filter_cgroup_id"
+	HelpersVarFilterPid         = "filter_pid"
 	HelpersVarOomIdSeen         = "oom_id_seen"
 )
 
@@ -105,6 +108,7 @@ type HelpersSpecs struct {
 type HelpersProgramSpecs struct {
 	CountKill        *ebpf.ProgramSpec `ebpf:"count_kill"`
 	GroupMark        *ebpf.ProgramSpec `ebpf:"group_mark"`
+	MatchFilter      *ebpf.ProgramSpec `ebpf:"match_filter"`
 	ReadCurrentMemcg *ebpf.ProgramSpec `ebpf:"read_current_memcg"`
 }
 
@@ -124,6 +128,8 @@ type HelpersMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type HelpersVariableSpecs struct {
 	CurrentMemcgSeen *ebpf.VariableSpec `ebpf:"current_memcg_seen"`
+	FilterCgroupId   *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
+	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
 	OomIdSeen        *ebpf.VariableSpec `ebpf:"oom_id_seen"`
 }
 
@@ -169,6 +175,8 @@ func (m *HelpersMaps) Close() error {
 // It can be passed to LoadHelpersObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HelpersVariables struct {
 	CurrentMemcgSeen *ebpf.Variable `ebpf:"current_memcg_seen"`
+	FilterCgroupId   *ebpf.Variable `ebpf:"filter_cgroup_id"`
+	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
 	OomIdSeen        *ebpf.Variable `ebpf:"oom_id_seen"`
 }
 
@@ -178,6 +186,7 @@ type HelpersVariables struct {
 type HelpersPrograms struct {
 	CountKill        *ebpf.Program `ebpf:"count_kill"`
 	GroupMark        *ebpf.Program `ebpf:"group_mark"`
+	MatchFilter      *ebpf.Program `ebpf:"match_filter"`
 	ReadCurrentMemcg *ebpf.Program `ebpf:"read_current_memcg"`
 }
 
@@ -185,6 +194,7 @@ func (p *HelpersPrograms) Close() error {
 	return _HelpersClose(
 		p.CountKill,
 		p.GroupMark,
+		p.MatchFilter,
 		p.ReadCurrentMemcg,
 	)
 }

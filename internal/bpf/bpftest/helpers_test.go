@@ -253,3 +253,47 @@ func cString(s []int8) string {
 	}
 	return string(b)
 }
+
+// The kernel-side filter: a record passes when its pid is the one asked
+// for and its memcg is the asked cgroup or below it; no filter passes all.
+func TestFilterMatch(t *testing.T) {
+	objs := load(t)
+	requireMemoryV1(t)
+	dirs := makeCgroupChain(t, 3) // top, l2, l3
+	sibling := dirs[0] + "-other"
+	if err := os.Mkdir(sibling, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sibling) })
+	enterCgroup(t, dirs[1]) // the record's memcg: l2
+
+	const pid = 4242
+	for _, c := range []struct {
+		name          string
+		wantPID       uint64
+		wantCgroupDir string
+		pass          uint32
+	}{
+		{"no filter", 0, "", 1},
+		{"its own cgroup", 0, dirs[1], 1},
+		{"an ancestor", 0, dirs[0], 1},
+		{"the hierarchy's root", 0, memoryV1, 1},
+		{"a descendant", 0, dirs[2], 0},
+		{"a sibling subtree", 0, sibling, 0},
+		{"its pid", pid, "", 1},
+		{"another pid", pid + 1, "", 0},
+		{"its pid and subtree", pid, dirs[0], 1},
+		{"its pid, another subtree", pid, sibling, 0},
+		{"another pid, its subtree", pid + 1, dirs[0], 0},
+	} {
+		// Not a subtest: those run on another goroutine, so on a thread
+		// outside the cgroup entered above.
+		var cgroupID uint64
+		if c.wantCgroupDir != "" {
+			cgroupID = inode(t, c.wantCgroupDir)
+		}
+		if got := run(t, objs.MatchFilter, c.wantPID, cgroupID, pid); got != c.pass {
+			t.Errorf("%s: filter pid %d cgroup %s: passed %d, want %d", c.name, c.wantPID, c.wantCgroupDir, got, c.pass)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,43 @@ func TestTraceStandalone(t *testing.T) {
 	}
 	t.Logf("the session's programs were gone %v after it exited", time.Since(exited).Round(time.Millisecond))
 	t.Logf("the session's %d BPF programs are gone (%d new in the kernel's list while it ran)", len(held), len(progs))
+}
+
+// A session without an agent filtered to one pod, by --cgroup or by
+// --pod-uid, has its probes drop the other pod's kill in the kernel: it
+// shows its pod's kill only, and its summary counts what the kernel
+// filtered.
+func TestTraceStandaloneKernelFilter(t *testing.T) {
+	h := requireTracing(t)
+	for _, by := range []string{"cgroup", "pod-uid"} {
+		t.Run(by, func(t *testing.T) {
+			tr := newTree(t, h)
+			mine, other := newTracePod(t, tr), newTracePod(t, tr)
+			podCgroup := "/kubepods/burstable/pod" + mine.uid
+			value := podCgroup
+			if by == "pod-uid" {
+				value = mine.uid
+			}
+			r := startTrace(t, "--socket", "", "--cri-endpoint=none", "--kube-api=off",
+				"--"+by, value, "--events", "oom_kill", "--for", "60s")
+			other.oom(t)
+			mine.oom(t)
+			r.waitForKill(t)
+			r.interrupt(t)
+			checkOnlyPod(t, by, r.events(t), mine.uid, 1)
+			m := regexp.MustCompile(`(\d+) filtered in the kernel \(cgroup (\S+)\)`).FindStringSubmatch(r.stderr.String())
+			if m == nil {
+				t.Fatalf("the summary does not say what the kernel filtered:\n%s", r.stderr.String())
+			}
+			if m[2] != podCgroup {
+				t.Errorf("the kernel filtered on cgroup %s, want the pod's %s", m[2], podCgroup)
+			}
+			if n, _ := strconv.Atoi(m[1]); n < 1 {
+				t.Errorf("%s records filtered in the kernel, want at least the other pod's kill", m[1])
+			}
+			t.Logf("summary: %s", m[0])
+		})
+	}
 }
 
 // newPrograms lists the kernel's BPF programs not in before.

@@ -52,7 +52,8 @@ stderr: events by kind and by pod, events dropped, how long it ran.
 When an agent serves its stream on the node (--socket), the session
 subscribes to it: the agent filters, and --since replays the events it
 still holds. Without one, the session loads the probes itself (root, as
-the agent) and unloads them when it ends; the filters then apply in this
+the agent) and unloads them when it ends; --pid and the cgroup of --cgroup
+(or of --pod-uid's pod) then run in the kernel, the other filters in this
 process, and there is no history for --since.
 
 Output: table (one aligned row per event, the diagnosis last; the default

@@ -7,6 +7,7 @@ package e2e
 import (
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,63 @@ func TestPlugin(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(msg), `pod "no-such-pod" not found in namespace "`+ns+`"`) {
 		t.Errorf("plugin on a missing pod: %v, want exit status 2 naming the namespace:\n%s", err, msg)
+	}
+}
+
+// In a terminal (tmux) the plugin shows the table by default through a
+// TTY, and Ctrl-C ends the session in the agent's pod: its summary comes,
+// kubectl exits 0, and no `oomtrace trace` for the pod is left running on
+// the node.
+func TestPluginInTerminal(t *testing.T) {
+	c := newCluster(t)
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Skip("skipped: no tmux to run a terminal in")
+	}
+	ns := c.namespace(t, "e2e-plugin-tty")
+	mine := c.startRespawning(t, ns, "mine")
+	// A server of its own, its socket in the test's directory; it gets
+	// this process's environment (KUBECONFIG, PATH with the plugin).
+	server := filepath.Join(t.TempDir(), "tmux.sock")
+	run := func(args ...string) string {
+		out, err := exec.Command(tmux, append([]string{"-S", server}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	run("new-session", "-d", "-x", "160", "-y", "30",
+		c.kubectl+" oomtrace trace -n "+ns+" "+mine.Metadata.Name+" --for 120s; echo exit=$?; sleep 120")
+	t.Cleanup(func() { exec.Command(tmux, "-S", server, "kill-server").Run() })
+	waitScreen := func(what string) string {
+		for deadline := time.Now().Add(eventTimeout); ; time.Sleep(200 * time.Millisecond) {
+			s := run("capture-pane", "-p")
+			if strings.Contains(s, what) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal never showed %q:\n%s", what, s)
+			}
+		}
+	}
+	waitScreen("following the agent")
+	c.signalHog(t, mine, "main")
+	s := waitScreen(" oom_kill ")
+	if !strings.Contains(s, "TIME ") || !strings.Contains(s, mine.Metadata.Name) {
+		t.Errorf("no table naming pod %s on the terminal:\n%s", mine.Metadata.Name, s)
+	}
+	remote := "trace --pod-uid=" + mine.Metadata.UID
+	if err := exec.Command("pgrep", "-f", remote).Run(); err != nil {
+		t.Fatalf("no %q running on the node during the session: %v", remote, err)
+	}
+	run("send-keys", "C-c")
+	s = waitScreen("exit=")
+	t.Logf("the terminal:\n%s", strings.TrimRight(s, "\n"))
+	if !strings.Contains(s, "exit=0") || !strings.Contains(s, "1 events in") {
+		t.Errorf("after Ctrl-C: want the summary and exit status 0:\n%s", s)
+	}
+	time.Sleep(time.Second)
+	if out, err := exec.Command("pgrep", "-af", remote).Output(); err == nil {
+		t.Errorf("the session still runs in the agent's pod after Ctrl-C:\n%s", out)
 	}
 }

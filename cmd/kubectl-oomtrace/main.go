@@ -55,6 +55,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmd := exec.Command(k.path, k.execArgs(opts, target)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	if !opts.tty {
+		// The session ends when its stdin closes: give kubectl a pipe
+		// that closes when kubectl or this process ends, not the
+		// caller's stdin (often empty, as </dev/null).
+		r, w, err := os.Pipe()
+		if err != nil {
+			fmt.Fprintf(stderr, "kubectl-oomtrace: %v\n", err)
+			return exitFailure
+		}
+		defer w.Close()
+		cmd.Stdin = r
+		defer r.Close()
+	}
 	// Ctrl-C reaches kubectl too (same process group); this process waits
 	// for it to end the session and passes its status on. A TERM sent to
 	// this process alone is passed to kubectl.

@@ -343,6 +343,11 @@ func (k *kubectl) execArgs(o *options, t *target) []string {
 		args = append(args, "--tty")
 	}
 	args = append(args, "--", agentBinary, "trace", "--pod-uid="+t.podUID)
+	if !o.tty {
+		// Without a TTY, Ctrl-C ends kubectl but not the session in the
+		// pod; its stdin, a pipe this process holds, closing ends it.
+		args = append(args, "--end-on-stdin-eof")
+	}
 	if o.container != "" {
 		args = append(args, "--container="+o.container)
 	}

@@ -112,12 +112,13 @@ func TestCommandLines(t *testing.T) {
 		t.Errorf("target %+v", tg)
 	}
 	got := strings.Join(k.execArgs(o, tg), " ")
-	want := "--context=prod exec --namespace=oomtrace oomtrace-x7k2p --stdin -- /oomtrace trace --pod-uid=0b6c-uid --container=app --count=1 --output=json"
+	want := "--context=prod exec --namespace=oomtrace oomtrace-x7k2p --stdin -- /oomtrace trace --pod-uid=0b6c-uid --end-on-stdin-eof --container=app --count=1 --output=json"
 	if got != want {
 		t.Errorf("exec command\n got kubectl %s\nwant kubectl %s", got, want)
 	}
 	o.tty, o.output = true, "table"
-	if got := strings.Join(k.execArgs(o, tg), " "); !strings.Contains(got, " --stdin --tty -- ") || !strings.HasSuffix(got, "--output=table") {
+	if got := strings.Join(k.execArgs(o, tg), " "); !strings.Contains(got, " --stdin --tty -- ") || !strings.HasSuffix(got, "--output=table") ||
+		strings.Contains(got, "--end-on-stdin-eof") {
 		t.Errorf("with a terminal: kubectl %s", got)
 	}
 }
@@ -200,7 +201,7 @@ esac
 		t.Errorf("exit status %d, want the session's 3; stderr: %s", code, stderr.String())
 	}
 	// stdout is no terminal: JSON, no TTY.
-	if want := "exec --namespace=oomtrace oomtrace-x7k2p --stdin -- /oomtrace trace --pod-uid=0b6c-uid --for=3s --output=json\n"; stdout.String() != want {
+	if want := "exec --namespace=oomtrace oomtrace-x7k2p --stdin -- /oomtrace trace --pod-uid=0b6c-uid --end-on-stdin-eof --for=3s --output=json\n"; stdout.String() != want {
 		t.Errorf("session ran as\n got %s\nwant %s", stdout.String(), want)
 	}
 	stdout.Reset()

@@ -41,6 +41,8 @@ func newTraceCmd() *cobra.Command {
 		outputFmt string
 		socket    string
 		names     *nameFlags
+		// endOnStdinEOF: the kubectl plugin's sessions end with its stdin.
+		endOnStdinEOF bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trace",
@@ -103,6 +105,14 @@ own line format; the default when stdout is not a terminal).`,
 
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if endOnStdinEOF {
+				// Run through kubectl exec without a TTY, a session learns
+				// that its client went away only from its stdin closing.
+				go func() {
+					io.Copy(io.Discard, cmd.InOrStdin())
+					stop()
+				}()
+			}
 			if forDur > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, forDur)
@@ -158,6 +168,8 @@ own line format; the default when stdout is not a terminal).`,
 	f.DurationVar(&since, "since", 0, "first replay the matching events of this last while that the agent still holds, e.g. 5m")
 	f.StringVarP(&outputFmt, "output", "o", "", "table, pretty or json (default: table on a terminal, else json)")
 	f.StringVar(&socket, "socket", stream.DefaultPath, "the agent's stream socket; empty: trace without an agent")
+	f.BoolVar(&endOnStdinEOF, "end-on-stdin-eof", false, "end when stdin closes (the kubectl plugin's sessions, whose client may go away)")
+	f.MarkHidden("end-on-stdin-eof")
 	names = addNameFlags(f)
 	for _, n := range []string{"cri-endpoint", "kube-api", "kubeconfig", "names-poll-interval"} {
 		fl := f.Lookup(n)

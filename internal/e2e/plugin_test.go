@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,5 +131,37 @@ func TestPluginInTerminal(t *testing.T) {
 	time.Sleep(time.Second)
 	if out, err := exec.Command("pgrep", "-af", remote).Output(); err == nil {
 		t.Errorf("the session still runs in the agent's pod after Ctrl-C:\n%s", out)
+	}
+}
+
+// Without a terminal, Ctrl-C (SIGINT to the plugin's process group) ends
+// kubectl, and the session in the agent's pod ends with it instead of
+// running on until its --for.
+func TestPluginInterrupted(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t, "e2e-plugin-int")
+	mine := c.startRespawning(t, ns, "mine")
+	remote := "trace --pod-uid=" + mine.Metadata.UID
+	s := c.startSession(t, "oomtrace", "trace", "-n", ns, mine.Metadata.Name, "--for", "10m", "-o", "json")
+	if err := exec.Command("pgrep", "-f", "^/oomtrace "+remote).Run(); err != nil {
+		t.Fatalf("no %q running on the node during the session: %v", remote, err)
+	}
+	if err := syscall.Kill(-s.pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kubectl oomtrace still running 30 s after SIGINT")
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := exec.Command("pgrep", "-af", "^/oomtrace "+remote).Output()
+		if err != nil {
+			t.Logf("the session in the agent's pod ended; kubectl oomtrace: %v", s.err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session still runs in the agent's pod 15 s after Ctrl-C:\n%s", out)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -36,6 +37,7 @@ type traceSession struct {
 	stdout, stderr syncBuffer
 	exited         chan struct{}
 	err            error
+	pid            int // kubectl's, which leads a process group of its own
 }
 
 // startTrace runs a trace session in the agent's pod and returns once it
@@ -52,9 +54,12 @@ func (c *cluster) startSession(t *testing.T, kubectlArgs ...string) *traceSessio
 	s := &traceSession{exited: make(chan struct{})}
 	cmd := exec.Command(c.kubectl, kubectlArgs...)
 	cmd.Stdout, cmd.Stderr = &s.stdout, &s.stderr
+	// A group of its own, so a test can Ctrl-C it and its children.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.pid = cmd.Process.Pid
 	go func() {
 		s.err = cmd.Wait()
 		close(s.exited)

@@ -16,7 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -227,6 +229,28 @@ if [ "$(grep -c '"can_trace_oom_kills": true' /tmp/check.json)" != 1 ]; then
 	exit 0
 fi
 
+# 0: before the agent starts (a second program on mark_victim would add
+# a frame to its stacks), two trace sessions load their own probes with a
+# kernel-side filter: the one on /t1 shows the kill of a memcg OOM there,
+# the one on /t0 (no OOM there) has it dropped in the kernel.
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+mkdir /sys/fs/cgroup/t1 /sys/fs/cgroup/t0 && echo 32M > /sys/fs/cgroup/t1/memory.max
+trace_on() {
+	c=$1; shift
+	oomtrace trace --socket= --cri-endpoint=none --kube-api=off --events oom_kill --cgroup /$c "$@" > /tmp/trace_$c.jsonl 2> /tmp/trace_$c.log &
+	echo $! > /tmp/trace_$c.pid; wait $!; result trace_${c}_exit $?
+}
+(trace_on t1 --count 1 --for 60s) &
+(trace_on t0 --for 60s) & T0=$!
+i=0; while [ "$(cat /tmp/trace_t1.log /tmp/trace_t0.log 2>/dev/null | grep -c 'probes attached')" != 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+memhog hog -adj 0 -cgroup /sys/fs/cgroup/t1 -mib 64; result t1_exit $?
+i=0; while ! grep -q trace_t1_exit /tmp/results && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill -TERM $(cat /tmp/trace_t0.pid); wait $T0
+section trace_t1 < /tmp/trace_t1.jsonl
+section trace_t1_log < /tmp/trace_t1.log
+section trace_t0 < /tmp/trace_t0.jsonl
+section trace_t0_log < /tmp/trace_t0.log
+
 (echo 0 > /proc/self/oom_score_adj; exec oomtrace agent --tier $TIER --metrics-addr= --alloc-nowarn --node-name vm --ready-file /tmp/ready) > /tmp/events.jsonl 2> /tmp/agent.log &
 AGENT=$!
 i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -388,6 +412,40 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 		}
 		return out
 	}
+
+	t.Run("trace session filtered in the kernel", func(t *testing.T) {
+		schema := eventtest.Schema(t)
+		for _, cg := range []string{"t1", "t0"} {
+			log := r.res.Section("trace_" + cg + "_log")
+			if r.results["trace_"+cg+"_exit"] != "0" {
+				t.Errorf("trace --cgroup /%s exit %q; stderr:\n%s", cg, r.results["trace_"+cg+"_exit"], log)
+				continue
+			}
+			var kills int
+			for _, line := range strings.Split(strings.TrimSpace(r.res.Section("trace_"+cg)), "\n") {
+				if line == "" {
+					continue
+				}
+				e := eventtest.Validate(t, schema, []byte(line))
+				if e.Event != event.KindOOMKill || e.Victim == nil || e.Victim.Cgroup != "/t1" {
+					t.Errorf("trace --cgroup /%s showed %s %+v, want only the kill in /t1", cg, e.Event, e.Victim)
+				}
+				kills++
+			}
+			m := regexp.MustCompile(`(\d+) filtered in the kernel \(cgroup /` + cg + `\)`).FindStringSubmatch(log)
+			if m == nil {
+				t.Errorf("trace --cgroup /%s: the summary does not say the kernel filtered on /%s:\n%s", cg, cg, log)
+				continue
+			}
+			filtered, _ := strconv.Atoi(m[1])
+			if cg == "t1" && kills != 1 {
+				t.Errorf("trace --cgroup /t1 showed %d kills, want 1; stderr:\n%s", kills, log)
+			}
+			if cg == "t0" && (kills != 0 || filtered < 1) {
+				t.Errorf("trace --cgroup /t0 showed %d kills, %d filtered in the kernel, want 0 and the /t1 kill; stderr:\n%s", kills, filtered, log)
+			}
+		}
+	})
 
 	t.Run("memcg OOM", func(t *testing.T) {
 		kills := by(event.KindOOMKill, "/s1")

@@ -88,9 +88,10 @@ func (t *Table) Name(addr uint64) string {
 }
 
 // dispatchPrefixes name the kernel functions that run a BPF program: the
-// frames above the traced code.
+// frames above the traced code. __traceiter_ is there once a second
+// program is attached to the same tracepoint.
 var dispatchPrefixes = []string{
-	"bpf_trace_run", "__bpf_trace_", "trace_call_bpf", "bpf_prog_", "bpf_trampoline_",
+	"bpf_trace_run", "__bpf_trace_", "__traceiter_", "trace_call_bpf", "bpf_prog_", "bpf_trampoline_",
 	"__bpf_prog_enter", "kprobe_perf_func", "kprobe_dispatcher", "kretprobe_dispatcher",
 	"kprobe_ftrace_handler", "pre_handler_kretprobe", "aggr_pre_handler",
 	"kprobe_int3_handler", "exc_int3", "asm_exc_int3", "perf_trace_run_bpf_submit",

@@ -61,3 +61,23 @@ ffffffff81003000 T oom_kill_process
 		t.Errorf("Stack = %v, want %v", got, want)
 	}
 }
+
+// A second BPF program on the same tracepoint (a trace session, another
+// tool) makes the kernel call the programs through the tracepoint's
+// iterator: its frame is the dispatch's too.
+func TestStackDropsTracepointIterator(t *testing.T) {
+	tab, err := Parse(strings.NewReader(`ffffffff81000000 T bpf_trace_run1
+ffffffff81000800 T __bpf_trace_mark_victim
+ffffffff81000c00 T __traceiter_mark_victim
+ffffffff81001000 T mark_oom_victim
+ffffffff81002000 T __oom_kill_process
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tab.Stack([]uint64{0xffffffffc0300040, 0xffffffff81000032, 0xffffffff81000810, 0xffffffff81000c20, 0xffffffff81001084, 0xffffffff81002121})
+	want := []string{"mark_oom_victim+0x84", "__oom_kill_process+0x121"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Stack = %v, want %v", got, want)
+	}
+}

@@ -29,10 +29,11 @@ FULL_MATRIX := yes
 endif
 
 # Debian packages the tests and `make generate` need; `make deps` installs
-# the missing ones (root). prometheus (promtool for the metrics' and alert
+# the missing ones (root); tmux runs the table view in a real terminal
+# for its tests. prometheus (promtool for the metrics' and alert
 # rules' tests, and the end-to-end test's server) comes with the
 # end-to-end cluster's packages, whose system services are kept off.
-APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make tmux
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

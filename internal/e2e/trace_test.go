@@ -82,6 +82,20 @@ func (c *cluster) startSession(t *testing.T, kubectlArgs ...string) *traceSessio
 	return s
 }
 
+// wait waits for the session to end by itself and fails the test unless
+// it exited 0.
+func (s *traceSession) wait(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case <-s.exited:
+	case <-time.After(within):
+		t.Fatalf("trace session still running after %v; stderr:\n%s", within, s.stderr.String())
+	}
+	if s.err != nil {
+		t.Fatalf("trace session: %v; stderr:\n%s", s.err, s.stderr.String())
+	}
+}
+
 // An operator runs a trace session in the node's agent pod: it shows the
 // named pod's kill and not another pod's that came first, ends after
 // --count 1 with status 0, and a session started afterwards with
@@ -97,14 +111,7 @@ func TestTraceInAgentPod(t *testing.T) {
 	c.signalHog(t, other, "main")
 	c.waitEvent(t, "for pod other's OOM", eventTimeout, ofPod(other.Metadata.UID))
 	c.signalHog(t, mine, "main")
-	select {
-	case <-s.exited:
-	case <-time.After(eventTimeout):
-		t.Fatalf("trace session still running %v after the pod's OOM; stderr:\n%s", eventTimeout, s.stderr.String())
-	}
-	if s.err != nil {
-		t.Fatalf("trace session: %v; stderr:\n%s", s.err, s.stderr.String())
-	}
+	s.wait(t, eventTimeout)
 	t.Logf("session's summary:\n%s", s.stderr.String())
 	live := parseEvents([]byte(s.stdout.String()))
 	if len(live) != 1 || live[0].K8s == nil || live[0].K8s.Pod != mine.Metadata.Name || live[0].K8s.Namespace != ns {

@@ -15,7 +15,7 @@ IMAGE_ARCH ?= amd64
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build plugin image run test unit vmtest kernels e2e check-generated headers clean
+.PHONY: help deps generate build plugin image run test unit vmtest kernels e2e bench check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -107,6 +107,19 @@ vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" TIERS="kpro
 
 e2e: ## bring up a real single-node Kubernetes here, install deploy/kubernetes, run internal/e2e against it, tear it all down (root; Kubernetes binaries cached in /var/cache/oomtrace-e2e)
 	bash scripts/e2e/run.sh
+
+# Benchmarks are tests named TestBench* that run only with OOMTRACE_BENCH=1
+# (internal/benchreport): each writes its table to bin/bench, and the
+# tables are printed together under the machine, kernel and date. Run
+# them on an otherwise idle machine; docs/benchmarks.md quotes them.
+BENCH_OUT ?= $(CURDIR)/bin/bench
+BENCH_RUN ?= ^TestBench
+bench: deps build kernels ## run the benchmarks (root, an idle machine; BENCH_RUN=RE narrows): the tables of docs/benchmarks.md, also kept in bin/bench
+	@rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	@{ echo "Measured $$(date -u +%F) on $$(uname -r) $$(uname -m), $$(nproc) CPUs ($$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $$(awk '/^MemTotal/ {printf "%.0f GiB", $$2/1048576}' /proc/meminfo) RAM, commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)."; } > $(BENCH_OUT)/00-machine.md
+	@# the whole log is kept in bin/bench/go-test.log; the terminal gets each test's verdict
+	OOMTRACE_BENCH=1 OOMTRACE_BENCH_OUT=$(BENCH_OUT) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 90m -run "$(BENCH_RUN)" -v ./... 2>&1 | tee $(BENCH_OUT)/go-test.log | grep --line-buffered -E "^(--- (PASS|FAIL)|FAIL|panic|ok )" | grep -v "no tests to run"'
+	@for f in $(BENCH_OUT)/*.md; do echo; cat "$$f"; done
 
 check-generated: ## regenerate BPF objects and fail if they differ from the committed ones or are new
 	$(MAKE) generate

@@ -36,7 +36,9 @@ enum counter {
 	COUNTER_ALLOC_NOWARN = 3,      /* __GFP_NOWARN failure counted, not reported */
 	COUNTER_ALLOC_BELOW_ORDER = 4, /* failure below --alloc-min-order */
 	COUNTER_FILTERED = 5,          /* record not written: the session's filter drops it */
-	COUNTER_MAX = 6,
+	COUNTER_ALLOC_FAILURES = 6,    /* failures tallied: written as records or folded */
+	COUNTER_ALLOC_FOLDED = 7,      /* failures folded into their key's tally, no record */
+	COUNTER_MAX = 8,
 };
 
 /* Where an alloc_failure record came from. */
@@ -151,6 +153,37 @@ struct alloc_failure_event {
 	__s32 node;   /* NUMA node of the CPU that allocated */
 	struct cgroup_path trigger_cgroup;
 	struct kernel_stack stack;
+};
+
+/*
+ * Allocation failure floods (alloctally.h). A key is what a folded count
+ * is reported per: the trigger's memory cgroup, the order, the flags.
+ */
+struct alloc_key {
+	__u64 memcg_id; /* kernfs id of the trigger's memcg; 0: none */
+	__u32 order;
+	__u32 gfp_mask;
+};
+
+/* One key's counts since its entry was made (first_ns). The counts only
+ * grow: user space reports differences. */
+struct alloc_tally {
+	__u64 tat;      /* the key's token bucket: see bucket_conforms() */
+	__u64 records;  /* failures written as alloc_failure records */
+	__u64 folded;   /* failures counted only */
+	__u64 first_ns; /* boot ns the entry was made: a new entry restarts the counts */
+	__u64 last_ns;  /* boot ns of the key's latest failure */
+};
+
+/* A token bucket's rate and burst, in the form the programs use. */
+struct alloc_bucket {
+	__u64 interval_ns;  /* 1 s / rate; 0: no limit */
+	__u64 tolerance_ns; /* (burst - 1) × interval_ns */
+};
+
+struct alloc_limits {
+	struct alloc_bucket key;   /* per key */
+	struct alloc_bucket total; /* every key together */
 };
 
 #endif

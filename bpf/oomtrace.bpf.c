@@ -26,6 +26,7 @@
 #include <bpf_helpers.h>
 #include <bpf_tracing.h>
 
+#include "alloctally.h"
 #include "common.h"
 #include "events.h"
 #include "filter.h"
@@ -66,6 +67,8 @@ const enum event_kind *unused_event_kind __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const struct alloc_failure_event *unused_alloc_failure_event __attribute__((unused));
 const enum alloc_source *unused_alloc_source __attribute__((unused));
+const struct alloc_key *unused_alloc_key __attribute__((unused));
+const struct alloc_tally *unused_alloc_tally __attribute__((unused));
 
 /* mem_cgroup_get_oom_group(): is memory.oom.group set from the victim's
  * memcg up to the OOM domain? Only cgroup v2 has the knob; on v1 it stays 0. */
@@ -349,13 +352,24 @@ int BPF_KRETPROBE(kretprobe_memcg_oom, bool ret)
 const volatile __u32 alloc_min_order = 1;
 const volatile __u32 alloc_report_nowarn = 0;
 const volatile __u32 gfp_nowarn = 0x2000;
+/* Records per key and in all (alloctally.h); user space sets its flags'
+ * values, these are the same defaults. */
+const volatile struct alloc_limits alloc_record_limits = {
+	.key = {.interval_ns = 1000000000ULL, .tolerance_ns = 9000000000ULL},
+	.total = {.interval_ns = 50000000ULL, .tolerance_ns = 2450000000ULL},
+};
 
 /* Out of line: the program that runs on every allocation stays a few
  * instructions long, and only failures pay for the call. */
 static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, __u32 source)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct mem_cgroup *memcg = task_memcg(task);
+	struct alloc_limits lim = alloc_record_limits;
 	struct alloc_failure_event *e;
+	struct alloc_key key = {.order = order, .gfp_mask = gfp_mask};
+	struct alloc_tally *t;
+	__u64 now;
 
 	if (order < alloc_min_order) {
 		counter_inc(COUNTER_ALLOC_BELOW_ORDER);
@@ -365,18 +379,39 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 		counter_inc(COUNTER_ALLOC_NOWARN);
 		return;
 	}
-	if (!event_wanted(task, NULL, task_memcg(task), NULL, NULL))
+	if (!event_wanted(task, NULL, memcg, NULL, NULL))
 		return;
-	e = reserve_event(struct alloc_failure_event, EVENT_ALLOC_FAILURE);
-	if (!e)
+	counter_inc(COUNTER_ALLOC_FAILURES);
+	now = bpf_ktime_get_boot_ns();
+	key.memcg_id = memcg ? memcg_id(memcg) : 0;
+	t = alloc_tally_of(&key, now);
+	if (t && !alloc_take_token(t, now, &lim)) {
+		alloc_count(t, false, now);
 		return;
+	}
+	/* No tally (the map refused the key): a record of its own, as
+	 * before floods were folded. */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		/* Folded rather than lost: the count stays exact. */
+		if (t)
+			alloc_count(t, false, now);
+		else
+			counter_inc(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	e->hdr.boot_ns = now;
+	e->hdr.kind = EVENT_ALLOC_FAILURE;
+	e->hdr.cpu = bpf_get_smp_processor_id();
 	read_task_info(&e->trigger, task);
 	e->order = order;
 	e->gfp_mask = gfp_mask;
 	e->source = source;
 	e->node = bpf_get_numa_node_id();
-	read_cgroup_path(&e->trigger_cgroup, memcg_kn(task_memcg(task)));
+	read_cgroup_path(&e->trigger_cgroup, memcg_kn(memcg));
 	read_stack(&e->stack, ctx);
+	if (t)
+		alloc_count(t, true, now);
 	bpf_ringbuf_submit(e, 0);
 }
 

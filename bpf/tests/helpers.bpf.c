@@ -2,7 +2,7 @@
 //go:build ignore
 
 /*
- * Test programs for the helpers in bpf/ (memcg.h, oom.h, filter.h): each runs the
+ * Test programs for the helpers in bpf/ (memcg.h, oom.h, filter.h, alloctally.h): each runs the
  * real helper under BPF_PROG_TEST_RUN and leaves what it saw where the
  * tests in internal/bpf/bpftest read it. They are raw_tp programs, because those run
  * in the calling thread: current is the Go test's own thread, which the test
@@ -14,6 +14,7 @@
 #include <bpf_helpers.h>
 #include <bpf_tracing.h>
 
+#include "alloctally.h"
 #include "common.h"
 #include "events.h"
 #include "filter.h"
@@ -72,4 +73,26 @@ int BPF_PROG(match_filter, __u64 want_pid, __u64 want_cgroup, __u64 pid)
 	struct record_filter f = {.cgroup_id = want_cgroup, .pid = want_pid};
 
 	return filter_match(&f, pid, 0, task_memcg(task), NULL, NULL);
+}
+
+/* One allocation failure of key (memcg_id, order, gfp_mask) at now, as
+ * on_alloc_failure tallies it, with the limits given as intervals and
+ * tolerances (ns); returns 1 when it would be written as its own record. */
+SEC("raw_tp")
+int BPF_PROG(tally_failure, __u64 memcg_id, __u64 order, __u64 gfp_mask, __u64 now, __u64 key_interval,
+	     __u64 key_tolerance, __u64 total_interval, __u64 total_tolerance)
+{
+	struct alloc_key key = {.memcg_id = memcg_id, .order = order, .gfp_mask = gfp_mask};
+	struct alloc_limits lim = {
+		.key = {.interval_ns = key_interval, .tolerance_ns = key_tolerance},
+		.total = {.interval_ns = total_interval, .tolerance_ns = total_tolerance},
+	};
+	struct alloc_tally *t = alloc_tally_of(&key, now);
+	bool written;
+
+	if (!t)
+		return 2;
+	written = alloc_take_token(t, now, &lim);
+	alloc_count(t, written, now);
+	return written;
 }

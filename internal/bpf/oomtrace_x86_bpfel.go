@@ -25,12 +25,42 @@ type OomtraceAllocFailureEvent struct {
 	Stack         OomtraceKernelStack
 }
 
+type OomtraceAllocKey struct {
+	_       structs.HostLayout
+	MemcgId uint64
+	Order   uint32
+	GfpMask uint32
+}
+
+type OomtraceAllocLimits struct {
+	_   structs.HostLayout
+	Key struct {
+		_           structs.HostLayout
+		IntervalNs  uint64
+		ToleranceNs uint64
+	}
+	Total struct {
+		_           structs.HostLayout
+		IntervalNs  uint64
+		ToleranceNs uint64
+	}
+}
+
 type OomtraceAllocSource uint32
 
 const (
 	OomtraceAllocSourceALLOC_SOURCE_WARN_ALLOC    OomtraceAllocSource = 1
 	OomtraceAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC OomtraceAllocSource = 2
 )
+
+type OomtraceAllocTally struct {
+	_       structs.HostLayout
+	Tat     uint64
+	Records uint64
+	Folded  uint64
+	FirstNs uint64
+	LastNs  uint64
+}
 
 type OomtraceCgroupPath struct {
 	_         structs.HostLayout
@@ -51,7 +81,9 @@ const (
 	OomtraceCounterCOUNTER_ALLOC_NOWARN      OomtraceCounter = 3
 	OomtraceCounterCOUNTER_ALLOC_BELOW_ORDER OomtraceCounter = 4
 	OomtraceCounterCOUNTER_FILTERED          OomtraceCounter = 5
-	OomtraceCounterCOUNTER_MAX               OomtraceCounter = 6
+	OomtraceCounterCOUNTER_ALLOC_FAILURES    OomtraceCounter = 6
+	OomtraceCounterCOUNTER_ALLOC_FOLDED      OomtraceCounter = 7
+	OomtraceCounterCOUNTER_MAX               OomtraceCounter = 8
 )
 
 type OomtraceEventHeader struct {
@@ -178,6 +210,8 @@ type OomtraceTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	OomtraceMapAllocTallies             = "alloc_tallies"
+	OomtraceMapAllocTotalBucket         = "alloc_total_bucket"
 	OomtraceMapCounters                 = "counters"
 	OomtraceMapEvents                   = "events"
 	OomtraceMapLastMark                 = "last_mark"
@@ -201,12 +235,15 @@ const (
 	OomtraceProgMarkVictimPid           = "mark_victim_pid"
 	OomtraceProgTpMmPageAlloc           = "tp_mm_page_alloc"
 	OomtraceVarAllocMinOrder            = "alloc_min_order"
+	OomtraceVarAllocRecordLimits        = "alloc_record_limits"
 	OomtraceVarAllocReportNowarn        = "alloc_report_nowarn"
 	OomtraceVarFilterCgroupId           = "filter_cgroup_id"
 	OomtraceVarFilterPid                = "filter_pid"
 	OomtraceVarGfpNowarn                = "gfp_nowarn"
 	OomtraceVarUnusedAllocFailureEvent  = "unused_alloc_failure_event"
+	OomtraceVarUnusedAllocKey           = "unused_alloc_key"
 	OomtraceVarUnusedAllocSource        = "unused_alloc_source"
+	OomtraceVarUnusedAllocTally         = "unused_alloc_tally"
 	OomtraceVarUnusedCounter            = "unused_counter"
 	OomtraceVarUnusedEventKind          = "unused_event_kind"
 	OomtraceVarUnusedMemcgOomEvent      = "unused_memcg_oom_event"
@@ -275,14 +312,16 @@ type OomtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomtraceMapSpecs struct {
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	LastMark      *ebpf.MapSpec `ebpf:"last_mark"`
-	MemcgOomCalls *ebpf.MapSpec `ebpf:"memcg_oom_calls"`
-	OomChosen     *ebpf.MapSpec `ebpf:"oom_chosen"`
-	OomCtx        *ebpf.MapSpec `ebpf:"oom_ctx"`
-	OomKillsSeen  *ebpf.MapSpec `ebpf:"oom_kills_seen"`
-	OomSeq        *ebpf.MapSpec `ebpf:"oom_seq"`
+	AllocTallies     *ebpf.MapSpec `ebpf:"alloc_tallies"`
+	AllocTotalBucket *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	LastMark         *ebpf.MapSpec `ebpf:"last_mark"`
+	MemcgOomCalls    *ebpf.MapSpec `ebpf:"memcg_oom_calls"`
+	OomChosen        *ebpf.MapSpec `ebpf:"oom_chosen"`
+	OomCtx           *ebpf.MapSpec `ebpf:"oom_ctx"`
+	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
 }
 
 // OomtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -290,12 +329,15 @@ type OomtraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomtraceVariableSpecs struct {
 	AllocMinOrder           *ebpf.VariableSpec `ebpf:"alloc_min_order"`
+	AllocRecordLimits       *ebpf.VariableSpec `ebpf:"alloc_record_limits"`
 	AllocReportNowarn       *ebpf.VariableSpec `ebpf:"alloc_report_nowarn"`
 	FilterCgroupId          *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
 	FilterPid               *ebpf.VariableSpec `ebpf:"filter_pid"`
 	GfpNowarn               *ebpf.VariableSpec `ebpf:"gfp_nowarn"`
 	UnusedAllocFailureEvent *ebpf.VariableSpec `ebpf:"unused_alloc_failure_event"`
+	UnusedAllocKey          *ebpf.VariableSpec `ebpf:"unused_alloc_key"`
 	UnusedAllocSource       *ebpf.VariableSpec `ebpf:"unused_alloc_source"`
+	UnusedAllocTally        *ebpf.VariableSpec `ebpf:"unused_alloc_tally"`
 	UnusedCounter           *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventKind         *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedMemcgOomEvent     *ebpf.VariableSpec `ebpf:"unused_memcg_oom_event"`
@@ -322,18 +364,22 @@ func (o *OomtraceObjects) Close() error {
 //
 // It can be passed to LoadOomtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomtraceMaps struct {
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	LastMark      *ebpf.Map `ebpf:"last_mark"`
-	MemcgOomCalls *ebpf.Map `ebpf:"memcg_oom_calls"`
-	OomChosen     *ebpf.Map `ebpf:"oom_chosen"`
-	OomCtx        *ebpf.Map `ebpf:"oom_ctx"`
-	OomKillsSeen  *ebpf.Map `ebpf:"oom_kills_seen"`
-	OomSeq        *ebpf.Map `ebpf:"oom_seq"`
+	AllocTallies     *ebpf.Map `ebpf:"alloc_tallies"`
+	AllocTotalBucket *ebpf.Map `ebpf:"alloc_total_bucket"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	LastMark         *ebpf.Map `ebpf:"last_mark"`
+	MemcgOomCalls    *ebpf.Map `ebpf:"memcg_oom_calls"`
+	OomChosen        *ebpf.Map `ebpf:"oom_chosen"`
+	OomCtx           *ebpf.Map `ebpf:"oom_ctx"`
+	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
+	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
 }
 
 func (m *OomtraceMaps) Close() error {
 	return _OomtraceClose(
+		m.AllocTallies,
+		m.AllocTotalBucket,
 		m.Counters,
 		m.Events,
 		m.LastMark,
@@ -350,12 +396,15 @@ func (m *OomtraceMaps) Close() error {
 // It can be passed to LoadOomtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomtraceVariables struct {
 	AllocMinOrder           *ebpf.Variable `ebpf:"alloc_min_order"`
+	AllocRecordLimits       *ebpf.Variable `ebpf:"alloc_record_limits"`
 	AllocReportNowarn       *ebpf.Variable `ebpf:"alloc_report_nowarn"`
 	FilterCgroupId          *ebpf.Variable `ebpf:"filter_cgroup_id"`
 	FilterPid               *ebpf.Variable `ebpf:"filter_pid"`
 	GfpNowarn               *ebpf.Variable `ebpf:"gfp_nowarn"`
 	UnusedAllocFailureEvent *ebpf.Variable `ebpf:"unused_alloc_failure_event"`
+	UnusedAllocKey          *ebpf.Variable `ebpf:"unused_alloc_key"`
 	UnusedAllocSource       *ebpf.Variable `ebpf:"unused_alloc_source"`
+	UnusedAllocTally        *ebpf.Variable `ebpf:"unused_alloc_tally"`
 	UnusedCounter           *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventKind         *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedMemcgOomEvent     *ebpf.Variable `ebpf:"unused_memcg_oom_event"`

@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type HelpersAllocKey struct {
+	_       structs.HostLayout
+	MemcgId uint64
+	Order   uint32
+	GfpMask uint32
+}
+
+type HelpersAllocTally struct {
+	_       structs.HostLayout
+	Tat     uint64
+	Records uint64
+	Folded  uint64
+	FirstNs uint64
+	LastNs  uint64
+}
+
 type HelpersCurrentMemcg struct {
 	_    structs.HostLayout
 	Path struct {
@@ -49,6 +65,8 @@ type HelpersLastMark struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	HelpersMapAllocTallies      = "alloc_tallies"
+	HelpersMapAllocTotalBucket  = "alloc_total_bucket"
 	HelpersMapCounters          = "counters"
 	HelpersMapEvents            = "events"
 	HelpersMapLastMark          = "last_mark"
@@ -58,6 +76,7 @@ const (
 	HelpersProgGroupMark        = "group_mark"
 	HelpersProgMatchFilter      = "match_filter"
 	HelpersProgReadCurrentMemcg = "read_current_memcg"
+	HelpersProgTallyFailure     = "tally_failure"
 	HelpersVarCurrentMemcgSeen  = "current_memcg_seen"
 	HelpersVarFilterCgroupId    = "filter_cgroup_id"
 	HelpersVarFilterPid         = "filter_pid"
@@ -110,17 +129,20 @@ type HelpersProgramSpecs struct {
 	GroupMark        *ebpf.ProgramSpec `ebpf:"group_mark"`
 	MatchFilter      *ebpf.ProgramSpec `ebpf:"match_filter"`
 	ReadCurrentMemcg *ebpf.ProgramSpec `ebpf:"read_current_memcg"`
+	TallyFailure     *ebpf.ProgramSpec `ebpf:"tally_failure"`
 }
 
 // HelpersMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HelpersMapSpecs struct {
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	LastMark     *ebpf.MapSpec `ebpf:"last_mark"`
-	OomKillsSeen *ebpf.MapSpec `ebpf:"oom_kills_seen"`
-	OomSeq       *ebpf.MapSpec `ebpf:"oom_seq"`
+	AllocTallies     *ebpf.MapSpec `ebpf:"alloc_tallies"`
+	AllocTotalBucket *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	LastMark         *ebpf.MapSpec `ebpf:"last_mark"`
+	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
 }
 
 // HelpersVariableSpecs contains global variables before they are loaded into the kernel.
@@ -153,15 +175,19 @@ func (o *HelpersObjects) Close() error {
 //
 // It can be passed to LoadHelpersObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HelpersMaps struct {
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Events       *ebpf.Map `ebpf:"events"`
-	LastMark     *ebpf.Map `ebpf:"last_mark"`
-	OomKillsSeen *ebpf.Map `ebpf:"oom_kills_seen"`
-	OomSeq       *ebpf.Map `ebpf:"oom_seq"`
+	AllocTallies     *ebpf.Map `ebpf:"alloc_tallies"`
+	AllocTotalBucket *ebpf.Map `ebpf:"alloc_total_bucket"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	LastMark         *ebpf.Map `ebpf:"last_mark"`
+	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
+	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
 }
 
 func (m *HelpersMaps) Close() error {
 	return _HelpersClose(
+		m.AllocTallies,
+		m.AllocTotalBucket,
 		m.Counters,
 		m.Events,
 		m.LastMark,
@@ -188,6 +214,7 @@ type HelpersPrograms struct {
 	GroupMark        *ebpf.Program `ebpf:"group_mark"`
 	MatchFilter      *ebpf.Program `ebpf:"match_filter"`
 	ReadCurrentMemcg *ebpf.Program `ebpf:"read_current_memcg"`
+	TallyFailure     *ebpf.Program `ebpf:"tally_failure"`
 }
 
 func (p *HelpersPrograms) Close() error {
@@ -196,6 +223,7 @@ func (p *HelpersPrograms) Close() error {
 		p.GroupMark,
 		p.MatchFilter,
 		p.ReadCurrentMemcg,
+		p.TallyFailure,
 	)
 }
 

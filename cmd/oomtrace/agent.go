@@ -77,6 +77,12 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 			if cfg.StatsInterval <= 0 {
 				return usageError{fmt.Errorf("--stats-interval %s: want a positive duration, e.g. 10s", cfg.StatsInterval)}
 			}
+			if err := cfg.AllocLimits.Validate(); err != nil {
+				return usageError{err}
+			}
+			if cfg.AllocFoldInterval <= 0 {
+				return usageError{fmt.Errorf("--alloc-fold-interval %s: want a positive duration, e.g. 1s", cfg.AllocFoldInterval)}
+			}
 			if tier != "" {
 				if cfg.Tier, err = probe.ParseTier(tier); err != nil {
 					return usageError{fmt.Errorf("--tier: %w", err)}
@@ -189,6 +195,12 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.Uint32Var(&cfg.AllocMinOrder, "alloc-min-order", 1, "report allocation failures of this order and above; lower ones are counted")
 	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
 	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
+	cfg.AllocLimits = probe.DefaultAllocLimits
+	f.Float64Var(&cfg.AllocLimits.KeyRate, "alloc-rate", cfg.AllocLimits.KeyRate, "alloc_failure lines a second per memory cgroup, order and gfp, after --alloc-burst; the kernel counts the rest and an alloc_failures_folded line reports them (0: a line for every failure)")
+	f.Uint32Var(&cfg.AllocLimits.KeyBurst, "alloc-burst", cfg.AllocLimits.KeyBurst, "alloc_failure lines in a row per memory cgroup, order and gfp before --alloc-rate applies")
+	f.Float64Var(&cfg.AllocLimits.TotalRate, "alloc-rate-total", cfg.AllocLimits.TotalRate, "alloc_failure lines a second in all, after --alloc-burst-total, however many cgroups fail (0: no bound but --alloc-rate)")
+	f.Uint32Var(&cfg.AllocLimits.TotalBurst, "alloc-burst-total", cfg.AllocLimits.TotalBurst, "alloc_failure lines in a row in all before --alloc-rate-total applies")
+	f.DurationVar(&cfg.AllocFoldInterval, "alloc-fold-interval", time.Second, "how often to report the failures folded since the last report, one alloc_failures_folded line per cgroup, order and gfp")
 	names = addNameFlags(f)
 	f.StringVar(&streamOpts.Path, "socket", stream.DefaultPath, "serve 'oomtrace trace' sessions on this Unix socket (root only; its directory is made 0700 when missing); empty turns it off")
 	f.IntVar(&streamOpts.HistorySize, "stream-history", stream.DefaultHistorySize, "events held for a trace session's --since")

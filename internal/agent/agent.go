@@ -43,6 +43,12 @@ type Config struct {
 	// KernelFilter: see probe.Config.Filter (a trace session's own probes).
 	KernelFilter probe.Filter
 	AllocNoWarn  bool
+	// AllocLimits: see probe.Config. Failures past them are folded and
+	// reported every AllocFoldInterval (default 1 s), at most
+	// AllocFoldLines lines each time (0: DefaultAllocFoldLines).
+	AllocLimits       probe.AllocLimits
+	AllocFoldInterval time.Duration
+	AllocFoldLines    int
 	// OOMScoreAdj is what the agent lowers its own oom_score_adj to at
 	// start (0: leave it); see DefaultOOMScoreAdj.
 	OOMScoreAdj int
@@ -99,6 +105,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	if cfg.StatsInterval <= 0 {
 		cfg.StatsInterval = 10 * time.Second
 	}
+	if cfg.AllocFoldInterval <= 0 {
+		cfg.AllocFoldInterval = time.Second
+	}
+	if cfg.AllocFoldLines <= 0 {
+		cfg.AllocFoldLines = DefaultAllocFoldLines
+	}
 
 	protectFromOOMKiller(ownOOMScoreAdj, cfg.OOMScoreAdj, log)
 
@@ -121,7 +133,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	probes, err := probe.Load(probe.Config{
 		RingBufSize: cfg.RingBufSize, OOMKillsSeen: seeds, Tier: cfg.Tier,
 		AllocFailures: cfg.AllocFailures, AllocMinOrder: cfg.AllocMinOrder, AllocNoWarn: cfg.AllocNoWarn,
-		Filter: cfg.KernelFilter,
+		AllocLimits: cfg.AllocLimits, Filter: cfg.KernelFilter,
 	})
 	if err != nil {
 		return stats, err
@@ -167,8 +179,34 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		cfg.OnRunning(run)
 	}
 	seen := newVictimSet(4096)
+	folder := probe.NewFolder(dec, probes.AllocSource(), cfg.AllocFoldLines)
+	handle := func(e *event.Event) {
+		if e.Victim != nil && e.OOMID != 0 && !seen.add(e.OOMID, e.Victim.PID) {
+			stats.RepeatMarks++
+			return
+		}
+		folder.Learn(e)
+		enr.enrich(e)
+		// Sinks count the event even when its line cannot be
+		// written: the kill happened either way.
+		for _, s := range cfg.Sinks {
+			s.Observe(e)
+		}
+		lines.put(e)
+	}
+	fold := func() {
+		tallies, err := probes.Tallies()
+		if err != nil {
+			log.Warn("read allocation failure tallies", zap.Error(err))
+		}
+		for _, e := range folder.Fold(tallies, time.Now()) {
+			handle(e)
+		}
+	}
 	ticker := time.NewTicker(cfg.StatsInterval)
 	defer ticker.Stop()
+	foldTicker := time.NewTicker(cfg.AllocFoldInterval)
+	defer foldTicker.Stop()
 	var lastLoss uint64
 	for done := false; !done; {
 		select {
@@ -177,17 +215,9 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				done = true
 				break
 			}
-			if e.Victim != nil && e.OOMID != 0 && !seen.add(e.OOMID, e.Victim.PID) {
-				stats.RepeatMarks++
-				continue
-			}
-			enr.enrich(e)
-			// Sinks count the event even when its line cannot be
-			// written: the kill happened either way.
-			for _, s := range cfg.Sinks {
-				s.Observe(e)
-			}
-			lines.put(e)
+			handle(e)
+		case <-foldTicker.C:
+			fold()
 		case <-ticker.C:
 			if c, err := probes.Counters(); err == nil {
 				if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
@@ -197,6 +227,10 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			}
 		}
 	}
+	// The probes are detached and every record is read: what is still
+	// folded is reported now, the last counts complete.
+	folder.SetMaxLines(0)
+	fold()
 	wg.Wait()
 	lines.close()
 	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.written, lines.writeErrors.Load(), lines.drops.Load()
@@ -214,6 +248,10 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 	return stats, nil
 }
+
+// DefaultAllocFoldLines bounds the alloc_failures_folded lines written
+// per interval; keys beyond it are reported in the next.
+const DefaultAllocFoldLines = 100
 
 // readLoop moves records from the ring buffer to the queue until the
 // probes are detached and the ring buffer is empty. It never blocks on a

@@ -73,6 +73,9 @@ func (e *Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	if err := addObject(enc, "alloc", e.Alloc); err != nil {
 		return err
 	}
+	if err := addObject(enc, "folded", e.Folded); err != nil {
+		return err
+	}
 	if err := addObject(enc, "k8s", e.K8s); err != nil {
 		return err
 	}
@@ -139,6 +142,23 @@ func (a *Alloc) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	if a.FreeBytesAtOrAboveOrder != nil {
 		enc.AddUint64("free_bytes_at_or_above_order", *a.FreeBytesAtOrAboveOrder)
 	}
+	if a.CgroupID != 0 {
+		enc.AddUint64("cgroup_id", a.CgroupID)
+	}
+	return nil
+}
+
+func (f *Folded) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddUint64("count", f.Count)
+	enc.AddUint64("records", f.Records)
+	if f.Cgroup != "" {
+		enc.AddString("cgroup", f.Cgroup)
+	}
+	if f.CgroupTruncated {
+		enc.AddBool("cgroup_truncated", true)
+	}
+	enc.AddString("since", FormatTime(f.Since))
+	enc.AddString("last", FormatTime(f.Last))
 	return nil
 }
 

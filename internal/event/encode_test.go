@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/event/eventtest"
@@ -56,7 +59,7 @@ func TestEncodeLineEveryField(t *testing.T) {
 	fill(t, reflect.ValueOf(&e).Elem(), &n)
 	// Values the schema constrains.
 	e.Event, e.Constraint, e.Alloc.Source = event.KindOOMKill, event.ConstraintMemcg, "warn_alloc"
-	e.Victim.Cgroup, e.Trigger.Cgroup, e.Memcg.Path = "/a/b", "/a/b", "/a"
+	e.Victim.Cgroup, e.Trigger.Cgroup, e.Memcg.Path, e.Folded.Cgroup = "/a/b", "/a/b", "/a", "/a/b"
 	e.K8s.PodUID, e.K8s.QOS, e.K8s.Runtime = "bc001ffa-68fc-11e9-92d7-5ef9efd9374c", "Burstable", "containerd"
 	e.K8s.ContainerID = "a2ed67c63e828da3849bf9f506ae2b36b4dac5b402a57f2981c9bdc07b23e672"
 	e.Victim.Comm, e.Trigger.Comm = "stress", "stress"
@@ -109,6 +112,38 @@ func TestFormatTime(t *testing.T) {
 	} {
 		if got := event.FormatTime(in); got != want {
 			t.Errorf("FormatTime(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A folded line as the agent writes it: the key and the counts, no task.
+func TestEncodeFoldedLine(t *testing.T) {
+	at := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	e := &event.Event{
+		Event: event.KindAllocFailuresFolded, Time: at, Node: "node-1",
+		Alloc:  &event.Alloc{Order: 9, GFPMask: 0x346cca, GFP: "GFP_HIGHUSER_MOVABLE|__GFP_NOWARN", NoWarn: true, Node: -1, Source: "warn_alloc", CgroupID: 4242},
+		Folded: &event.Folded{Count: 4981, Records: 2, Cgroup: "/kubepods/besteffort/pod1", Since: at.Add(-time.Second), Last: at.Add(-time.Millisecond)},
+	}
+	buf, err := event.EncodeLine(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Free()
+	got := eventtest.Validate(t, eventtest.Schema(t), bytes.TrimSpace(buf.Bytes()))
+	if !reflect.DeepEqual(got, e) {
+		t.Errorf("round trip:\n got  %+v\n want %+v", got, e)
+	}
+	// A folded line without its count, or with a task, is not one.
+	for _, bad := range []string{
+		`{"time":"2026-11-22T09:00:00.000000000Z","event":"alloc_failures_folded","node":"n","alloc":{"order":9,"gfp_mask":1,"gfp":"x","nowarn":false,"memcg_charge":false,"node":-1,"source":"warn_alloc"}}`,
+		`{"time":"2026-11-22T09:00:00.000000000Z","event":"alloc_failures_folded","node":"n","alloc":{"order":9,"gfp_mask":1,"gfp":"x","nowarn":false,"memcg_charge":false,"node":-1,"source":"warn_alloc"},"folded":{"count":1,"records":0,"since":"2026-11-22T09:00:00.000000000Z","last":"2026-11-22T09:00:00.000000000Z"},"trigger":{"pid":1,"comm":"x","cgroup":"/"}}`,
+	} {
+		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eventtest.Schema(t).Validate(inst); err == nil {
+			t.Errorf("schema accepts %s", bad)
 		}
 	}
 }

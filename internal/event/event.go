@@ -27,6 +27,12 @@ const (
 	KindMemcgOOM = "memcg_oom"
 	// KindAllocFailure: a page allocation failed.
 	KindAllocFailure = "alloc_failure"
+	// KindAllocFailuresFolded: page allocation failures of one (memory
+	// cgroup, order, gfp) that the kernel counted without an
+	// alloc_failure line each, because that key (or all keys together)
+	// failed faster than the agent's record rate. One line per key and
+	// interval while it floods: the counts are exact.
+	KindAllocFailuresFolded = "alloc_failures_folded"
 )
 
 // Constraint values: which memory domain ran out.
@@ -57,7 +63,10 @@ type Event struct {
 	Memcg      *Memcg      `json:"memcg,omitempty"`
 	OOM        *OOMContext `json:"oom,omitempty"`
 	Alloc      *Alloc      `json:"alloc,omitempty"`
-	K8s        *K8s        `json:"k8s,omitempty"`
+	// Folded (alloc_failures_folded): how many failures of Alloc's key
+	// were counted only, and when.
+	Folded *Folded `json:"folded,omitempty"`
+	K8s    *K8s    `json:"k8s,omitempty"`
 
 	// VictimFound (memcg_oom): the OOM killer killed a task in this call;
 	// Victims counts them. Handled is what the kernel function returned:
@@ -112,7 +121,8 @@ type Alloc struct {
 	// memory cgroup: the failure may be the cgroup's kernel memory charge,
 	// not the buddy allocator.
 	MemcgCharge bool `json:"memcg_charge"`
-	// Node is the NUMA node of the CPU that allocated.
+	// Node is the NUMA node of the CPU that allocated; -1 on an
+	// alloc_failures_folded line (failures on any node).
 	Node int32 `json:"node"`
 	// Source is the hook that saw it: warn_alloc or mm_page_alloc.
 	Source string `json:"source"`
@@ -121,6 +131,29 @@ type Alloc struct {
 	// second is fragmentation.
 	FreeBytes               *uint64 `json:"free_bytes,omitempty"`
 	FreeBytesAtOrAboveOrder *uint64 `json:"free_bytes_at_or_above_order,omitempty"`
+	// CgroupID is the kernel's id (the directory's inode number) of the
+	// trigger's memory cgroup: with Order and GFPMask, the key floods are
+	// folded by. 0 where the kernel has no memory cgroups.
+	CgroupID uint64 `json:"cgroup_id,omitempty"`
+}
+
+// Folded is what an alloc_failures_folded line counts: failures of one
+// key (Alloc's cgroup_id, order and gfp_mask) since the previous such
+// line for the key, or since its first failure.
+type Folded struct {
+	// Count: failures counted in the kernel without a line of their own.
+	Count uint64 `json:"count"`
+	// Records: alloc_failure lines of the same key in the same span;
+	// Count + Records is every failure of the key in it.
+	Records uint64 `json:"records"`
+	// Cgroup is the trigger's memory cgroup, as the key's alloc_failure
+	// lines named it; empty when none did (the global record rate
+	// folded every failure of the key).
+	Cgroup          string `json:"cgroup,omitempty"`
+	CgroupTruncated bool   `json:"cgroup_truncated,omitempty"`
+	// Since: the span's start; Last: the key's latest failure in it.
+	Since time.Time `json:"since"`
+	Last  time.Time `json:"last"`
 }
 
 // Victim is the task the OOM killer chose.

@@ -215,11 +215,8 @@ func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *event.Event {
 	if bpf.OomtraceAllocSource(r.Source) == bpf.OomtraceAllocSourceALLOC_SOURCE_MM_PAGE_ALLOC {
 		source = "mm_page_alloc"
 	}
-	a := &event.Alloc{Order: r.Order, GFPMask: r.GfpMask, GFP: d.gfpNames(r.GfpMask), Node: r.Node, Source: source}
-	if d.GFP != nil {
-		a.NoWarn = r.GfpMask&d.GFP.Bit("__GFP_NOWARN") != 0
-		a.MemcgCharge = r.GfpMask&d.GFP.Bit("__GFP_ACCOUNT") != 0 && trig.Cgroup != "/" && trig.Cgroup != ""
-	}
+	a := d.alloc(r.Order, r.GfpMask, trig.Cgroup)
+	a.Node, a.Source, a.CgroupID = r.Node, source, r.TriggerCgroup.Id
 	return &event.Event{
 		Event:   event.KindAllocFailure,
 		Time:    d.BootToWall(r.Hdr.BootNs),
@@ -228,6 +225,17 @@ func (d *Decoder) allocFailure(r *bpf.OomtraceAllocFailureEvent) *event.Event {
 		Alloc:   a,
 		Stack:   d.stack(&r.Stack),
 	}
+}
+
+// alloc is what the kernel's flags say of an allocation by a task in
+// memory cgroup cgroup.
+func (d *Decoder) alloc(order, mask uint32, cgroup string) *event.Alloc {
+	a := &event.Alloc{Order: order, GFPMask: mask, GFP: d.gfpNames(mask)}
+	if d.GFP != nil {
+		a.NoWarn = mask&d.GFP.Bit("__GFP_NOWARN") != 0
+		a.MemcgCharge = mask&d.GFP.Bit("__GFP_ACCOUNT") != 0 && cgroup != "/" && cgroup != ""
+	}
+	return a
 }
 
 func (d *Decoder) trigger(t *bpf.OomtraceTaskInfo, cg *bpf.OomtraceCgroupPath) *event.Trigger {

@@ -42,6 +42,9 @@ type Config struct {
 	AllocMinOrder uint32
 	// AllocNoWarn reports __GFP_NOWARN failures too, instead of counting them.
 	AllocNoWarn bool
+	// AllocLimits bound the alloc_failure records written; the rest are
+	// folded (zero: DefaultAllocLimits).
+	AllocLimits AllocLimits
 	// Filter drops, in the kernel, records that cannot match it (zero:
 	// none, at no cost).
 	Filter Filter
@@ -65,6 +68,7 @@ type Probes struct {
 	links   []link.Link
 	reader  *ringbuf.Reader
 	counter *ebpf.Map
+	tallies *ebpf.Map
 	// Choices says, per hook, which tier is attached and why.
 	Choices []Choice
 	// Symbols names kernel stack frames; nil when /proc/kallsyms is hidden.
@@ -132,6 +136,15 @@ func Load(cfg Config) (_ *Probes, err error) {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
+	if cfg.AllocLimits == (AllocLimits{}) {
+		cfg.AllocLimits = DefaultAllocLimits
+	}
+	if err := cfg.AllocLimits.Validate(); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[bpf.OomtraceVarAllocRecordLimits].Set(cfg.AllocLimits.spec()); err != nil {
+		return nil, fmt.Errorf("set %s: %w", bpf.OomtraceVarAllocRecordLimits, err)
+	}
 	if err := spec.Variables[bpf.OomtraceVarFilterPid].Set(cfg.Filter.PID); err != nil {
 		return nil, fmt.Errorf("set %s: %w", bpf.OomtraceVarFilterPid, err)
 	}
@@ -150,6 +163,7 @@ func Load(cfg Config) (_ *Probes, err error) {
 		return nil, fmt.Errorf("load BPF programs: %w", explainLoad(err))
 	}
 	p.counter = p.coll.Maps[bpf.OomtraceMapCounters]
+	p.tallies = p.coll.Maps[bpf.OomtraceMapAllocTallies]
 	for id, n := range cfg.OOMKillsSeen {
 		if err := p.coll.Maps[bpf.OomtraceMapOomKillsSeen].Update(id, n, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("seed OOM kill counter of cgroup %d: %w", id, err)
@@ -246,6 +260,10 @@ type Counters struct {
 	AllocBelowOrder uint64 `json:"alloc_below_min_order"`
 	// Filtered: records Config.Filter dropped in the kernel.
 	Filtered uint64 `json:"filtered,omitempty"`
+	// AllocFailures: failures tallied (reported, one by one or folded);
+	// AllocFolded: those of them folded, without a record of their own.
+	AllocFailures uint64 `json:"alloc_failures"`
+	AllocFolded   uint64 `json:"alloc_folded"`
 }
 
 // Lost is what was lost rather than left out on purpose.
@@ -261,6 +279,8 @@ func (p *Probes) Counters() (Counters, error) {
 		bpf.OomtraceCounterCOUNTER_ALLOC_NOWARN:      &c.AllocNoWarn,
 		bpf.OomtraceCounterCOUNTER_ALLOC_BELOW_ORDER: &c.AllocBelowOrder,
 		bpf.OomtraceCounterCOUNTER_FILTERED:          &c.Filtered,
+		bpf.OomtraceCounterCOUNTER_ALLOC_FAILURES:    &c.AllocFailures,
+		bpf.OomtraceCounterCOUNTER_ALLOC_FOLDED:      &c.AllocFolded,
 	} {
 		var perCPU []uint64
 		if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {

@@ -52,6 +52,8 @@ func (en *enricher) enrich(e *event.Event) {
 		e.K8s = k8sOf(cgroup.Identify(e.Memcg.Path))
 	case e.Trigger != nil:
 		e.K8s = k8sOf(cgroup.Identify(e.Trigger.Cgroup))
+	case e.Folded != nil && e.Folded.Cgroup != "":
+		e.K8s = k8sOf(cgroup.Identify(e.Folded.Cgroup))
 	}
 	if e.K8s != nil && en.names != nil {
 		en.name(e.Time, e.K8s)
@@ -60,7 +62,8 @@ func (en *enricher) enrich(e *event.Event) {
 		en.memoryStats(e)
 		en.tasks(e)
 	}
-	if e.Alloc != nil {
+	if e.Event == event.KindAllocFailure {
+		// Not for folded counts: they span many moments, on any node.
 		en.buddy(e, en.dmaBit)
 	}
 	node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}

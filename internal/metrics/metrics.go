@@ -124,7 +124,7 @@ func New(o Options) *Metrics {
 		series: map[seriesKey]*podSeries{},
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_events_total",
-			Help: "Events reported, by kind (oom_kill, oom_victim_exiting, memcg_oom, alloc_failure).",
+			Help: "Events reported, by kind (oom_kill, oom_victim_exiting, memcg_oom, alloc_failure, alloc_failures_folded).",
 		}, []string{"event"}),
 		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_oom_kills_total",
@@ -140,7 +140,7 @@ func New(o Options) *Metrics {
 		}, slices.Concat(podLabels, []string{"victim_found"})),
 		allocs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_alloc_failures_total",
-			Help: "Page allocation failures reported, by order and the highest zone the allocation allowed.",
+			Help: "Page allocation failures reported, by order and the highest zone the allocation allowed: one per alloc_failure line, and the count of each alloc_failures_folded line.",
 		}, []string{"order", "zone"}),
 		enrichFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomtrace_enrichment_failures_total",
@@ -168,7 +168,7 @@ func New(o Options) *Metrics {
 	for _, w := range []string{"names", "memory_stat"} {
 		m.enrichFails.WithLabelValues(w)
 	}
-	for _, k := range []string{event.KindOOMKill, event.KindOOMVictimExiting, event.KindMemcgOOM, event.KindAllocFailure} {
+	for _, k := range []string{event.KindOOMKill, event.KindOOMVictimExiting, event.KindMemcgOOM, event.KindAllocFailure, event.KindAllocFailuresFolded} {
 		m.events.WithLabelValues(k)
 	}
 	go m.run()
@@ -271,6 +271,10 @@ func (m *Metrics) count(e *event.Event) {
 	case event.KindAllocFailure:
 		if a := e.Alloc; a != nil {
 			m.allocs.WithLabelValues(strconv.FormatUint(uint64(a.Order), 10), zoneOf(a.GFPMask)).Inc()
+		}
+	case event.KindAllocFailuresFolded:
+		if a, f := e.Alloc, e.Folded; a != nil && f != nil {
+			m.allocs.WithLabelValues(strconv.FormatUint(uint64(a.Order), 10), zoneOf(a.GFPMask)).Add(float64(f.Count))
 		}
 	}
 	if e.K8s != nil && e.K8s.LookupError != "" {

@@ -167,17 +167,20 @@ func TestMemcgOOMsAndAllocFailures(t *testing.T) {
 	m.Observe(allocFailure(1, 0x100cca))   // GFP_HIGHUSER_MOVABLE
 	m.Observe(allocFailure(4, 0xcc0|0x01)) // GFP_DMA
 	m.Observe(allocFailure(5, 0x100cc0|8)) // __GFP_MOVABLE without HIGHMEM: Normal
+	// A flood: one line of its own, 4981 folded.
+	m.Observe(&event.Event{Event: event.KindAllocFailuresFolded, Alloc: &event.Alloc{Order: 3, GFPMask: 0xcc0}, Folded: &event.Folded{Count: 4981}})
 	got := scrape(t, m)
 	want(t, got, map[string]float64{
 		`oomtrace_memcg_ooms_total{namespace="shop",pod="web-1",victim_found="true"}`:  2,
 		`oomtrace_memcg_ooms_total{namespace="shop",pod="web-1",victim_found="false"}`: 1,
-		`oomtrace_alloc_failures_total{order="3",zone="Normal"}`:                       2,
+		`oomtrace_alloc_failures_total{order="3",zone="Normal"}`:                       2 + 4981,
 		`oomtrace_alloc_failures_total{order="2",zone="DMA32"}`:                        1,
 		`oomtrace_alloc_failures_total{order="1",zone="Movable"}`:                      1,
 		`oomtrace_alloc_failures_total{order="4",zone="DMA"}`:                          1,
 		`oomtrace_alloc_failures_total{order="5",zone="Normal"}`:                       1,
 		`oomtrace_events_total{event="alloc_failure"}`:                                 6,
 		`oomtrace_events_total{event="memcg_oom"}`:                                     3,
+		`oomtrace_events_total{event="alloc_failures_folded"}`:                         1,
 	})
 }
 

@@ -137,3 +137,15 @@ func TestJSONLinesWriteErrors(t *testing.T) {
 		}
 	}
 }
+
+func sampleAllocFolded() *event.Event {
+	at := time.Date(2026, 11, 22, 9, 0, 1, 0, time.UTC)
+	return &event.Event{
+		Event:  event.KindAllocFailuresFolded,
+		Time:   at,
+		Node:   "node-1",
+		Alloc:  &event.Alloc{Order: 9, GFPMask: 0x346cca, GFP: "GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_RETRY_MAYFAIL", NoWarn: true, Node: -1, Source: "warn_alloc", CgroupID: 4242},
+		Folded: &event.Folded{Count: 4981, Records: 1, Cgroup: "/kubepods/besteffort/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", Since: at.Add(-time.Second), Last: at.Add(-time.Millisecond)},
+		K8s:    &event.K8s{PodUID: "8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", QOS: "BestEffort"},
+	}
+}

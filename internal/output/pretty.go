@@ -59,7 +59,15 @@ func (p *Pretty) Write(e *event.Event) error {
 		row("alloc", "%s, order %d; OOM domain %s", o.GFP, o.Order, size(o.DomainBytes))
 	}
 	if a := e.Alloc; a != nil {
-		row("alloc", "order %d (%s) %s on node %d, seen by %s", a.Order, size(p.pageSize<<a.Order), a.GFP, a.Node, a.Source)
+		row("alloc", "order %d (%s) %s %s, seen by %s", a.Order, size(p.pageSize<<a.Order), a.GFP, node(a.Node), a.Source)
+		if f := e.Folded; f != nil {
+			in := "a cgroup no alloc_failure line named"
+			if f.Cgroup != "" {
+				in = quote(f.Cgroup) + cut(f.CgroupTruncated)
+			}
+			row("folded", "%d more failures in %s (cgroup id %d) from %s to %s, besides %d alloc_failure lines",
+				f.Count, in, a.CgroupID, f.Since.UTC().Format("15:04:05.000"), f.Last.UTC().Format("15:04:05.000"), f.Records)
+		}
 		if a.FreeBytes != nil && a.FreeBytesAtOrAboveOrder != nil {
 			row("free", "%s, of which %s in blocks of order %d or larger", size(*a.FreeBytes), size(*a.FreeBytesAtOrAboveOrder), a.Order)
 		}
@@ -123,6 +131,8 @@ func headline(e *event.Event) string {
 		return "MEMCG OOM"
 	case event.KindAllocFailure:
 		return "PAGE ALLOCATION FAILURE"
+	case event.KindAllocFailuresFolded:
+		return "PAGE ALLOCATION FAILURES, FOLDED"
 	}
 	return strings.ToUpper(e.Event)
 }
@@ -151,3 +161,11 @@ func prefixed(p, s string) string {
 }
 
 var size = event.FormatBytes
+
+// node says where an allocation ran; -1 is any node (a folded count).
+func node(n int32) string {
+	if n < 0 {
+		return "on any node"
+	}
+	return fmt.Sprintf("on node %d", n)
+}

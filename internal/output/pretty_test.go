@@ -63,3 +63,21 @@ func TestPrettyNames(t *testing.T) {
 		}
 	}
 }
+
+// A folded line says how many failures it stands for, of which key, when.
+func TestPrettyFolded(t *testing.T) {
+	var buf bytes.Buffer
+	if err := NewPretty(&buf).Write(sampleAllocFolded()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"PAGE ALLOCATION FAILURES, FOLDED  2026-11-22 09:00:01.000Z  node-1\n",
+		"alloc    order 9 (2 MiB) GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_RETRY_MAYFAIL on any node, seen by warn_alloc\n",
+		"folded   4981 more failures in /kubepods/besteffort/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6 (cgroup id 4242) from 09:00:00.000 to 09:00:00.999, besides 1 alloc_failure lines\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("card lacks %q:\n%s", want, out)
+		}
+	}
+}

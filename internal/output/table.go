@@ -131,6 +131,8 @@ func tableRow(e *event.Event) []string {
 		pod = e.Victim.Cgroup
 	} else if e.Trigger != nil {
 		pod = e.Trigger.Cgroup
+	} else if f := e.Folded; f != nil && f.Cgroup != "" {
+		pod = f.Cgroup
 	}
 	pid, comm := "-", "-"
 	if v := e.Victim; v != nil {
@@ -140,6 +142,10 @@ func tableRow(e *event.Event) []string {
 	}
 	mem := "-"
 	switch {
+	case e.Folded != nil && e.Alloc != nil:
+		// The count where a task would be: a folded line names none.
+		comm = fmt.Sprintf("×%d folded", e.Folded.Count)
+		mem = fmt.Sprintf("order %d", e.Alloc.Order)
 	case e.Alloc != nil:
 		mem = fmt.Sprintf("order %d", e.Alloc.Order)
 	case e.Memcg != nil && e.Memcg.LimitBytes > 0:

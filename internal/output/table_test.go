@@ -21,14 +21,14 @@ func TestTableAligned(t *testing.T) {
 	long := sampleEvent()
 	long.K8s.Pod = "a-very-long-deployment-name-for-the-checkout-service-7c9d8f6b5-x2x4q"
 	long.K8s.Namespace = "team-payments-production-eu"
-	for _, e := range []*event.Event{first, long, sampleAllocFailure(), sampleMemcgOOM()} {
+	for _, e := range []*event.Event{first, long, sampleAllocFailure(), sampleMemcgOOM(), sampleAllocFolded()} {
 		if err := tbl.Write(e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("%d lines, want a header and 4 rows:\n%s", len(lines), buf.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want a header and 5 rows:\n%s", len(lines), buf.String())
 	}
 	t.Logf("\n%s", buf.String())
 	header := lines[0]
@@ -54,6 +54,9 @@ func TestTableAligned(t *testing.T) {
 	}
 	if !strings.Contains(lines[3], "order 6") || !strings.Contains(lines[3], "runc:[2:INIT]") {
 		t.Errorf("allocation failure row lacks its order or task: %q", lines[3])
+	}
+	if !strings.Contains(lines[5], "alloc_…folded") || !strings.Contains(lines[5], "×4981 folded") || !strings.Contains(lines[5], "order 9") {
+		t.Errorf("folded row lacks its count or order: %q", lines[5])
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // Kinds are the event kinds a filter may name, in the order help lists them.
-var Kinds = []string{event.KindOOMKill, event.KindMemcgOOM, event.KindAllocFailure, event.KindOOMVictimExiting}
+var Kinds = []string{event.KindOOMKill, event.KindMemcgOOM, event.KindAllocFailure, event.KindOOMVictimExiting, event.KindAllocFailuresFolded}
 
 // Filter selects events; a zero field matches everything. Every field set
 // must match (and). It is also the request a client sends (docs/stream.md).
@@ -89,6 +89,9 @@ func cgroupsOf(e *event.Event) []string {
 	}
 	if e.Memcg != nil {
 		c = append(c, e.Memcg.Path)
+	}
+	if e.Folded != nil && e.Folded.Cgroup != "" {
+		c = append(c, e.Folded.Cgroup)
 	}
 	return c
 }

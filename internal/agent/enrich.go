@@ -129,7 +129,10 @@ func (en *enricher) tasks(e *event.Event) {
 	}
 	domain := e.Memcg.LimitBytes / en.pageSize
 	for _, t := range procfs.TopTasks(pids, maxTasks, domain, en.pageSize) {
-		e.Tasks = append(e.Tasks, event.Task(t))
+		e.Tasks = append(e.Tasks, event.Task{
+			PID: t.PID, NSPID: t.NSPID, Comm: t.Comm, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, FileBytes: t.FileBytes,
+			ShmemBytes: t.ShmemBytes, SwapBytes: t.SwapBytes, PgtablesBytes: t.PgtablesBytes, OOMScoreAdj: t.OOMScoreAdj, Points: t.Points,
+		})
 	}
 	if st := e.Memcg.Stat; st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
 		e.TmpfsMounts = procfs.TmpfsMounts(pids, 16)

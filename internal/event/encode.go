@@ -3,8 +3,13 @@
 package event
 
 import (
+	"encoding/hex"
 	"fmt"
+	"io"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
@@ -18,12 +23,19 @@ import (
 
 // lineEncoder writes bare objects: no message, level or time keys of
 // zap's own, since the event writes all of its keys. EncodeEntry clones
-// it per call, so it is safe for concurrent use.
-var lineEncoder = zapcore.NewJSONEncoder(zapcore.EncoderConfig{LineEnding: zapcore.DefaultLineEnding})
+// it per call, so it is safe for concurrent use. Strings that are not
+// plain ASCII go through its reflected encoder, which is textEncoder:
+// see addString.
+var lineEncoder = zapcore.NewJSONEncoder(zapcore.EncoderConfig{
+	LineEnding:          zapcore.DefaultLineEnding,
+	NewReflectedEncoder: func(w io.Writer) zapcore.ReflectedEncoder { return textEncoder{w} },
+})
 
-// EncodeLine encodes e as one line of JSON, newline included. zap's
-// encoder escapes what names chosen by others may hold (quotes, control
-// characters, invalid UTF-8). The caller frees the buffer.
+// EncodeLine encodes e as one line of JSON, newline included. Every
+// string is escaped by appendJSONString: names chosen by others (quotes,
+// control characters, terminal escapes, bidi overrides, invalid UTF-8)
+// can neither split nor forge the line, nor reach a terminal raw. The
+// caller frees the buffer.
 func EncodeLine(e *Event) (*buffer.Buffer, error) {
 	buf, err := lineEncoder.EncodeEntry(zapcore.Entry{}, []zapcore.Field{{Type: zapcore.InlineMarshalerType, Interface: e}})
 	if err != nil {
@@ -41,9 +53,9 @@ func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
 // MarshalLogObject writes the event's fields; "time" first, then "event".
 func (e *Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("time", FormatTime(e.Time))
-	enc.AddString("event", e.Event)
-	enc.AddString("node", e.Node)
+	addString(enc, "time", FormatTime(e.Time))
+	addString(enc, "event", e.Event)
+	addString(enc, "node", e.Node)
 	if len(e.Diagnosis) > 0 {
 		if err := enc.AddArray("diagnosis", objects(e.Diagnosis)); err != nil {
 			return err
@@ -62,7 +74,7 @@ func (e *Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		return err
 	}
 	if e.Constraint != "" {
-		enc.AddString("constraint", e.Constraint)
+		addString(enc, "constraint", e.Constraint)
 	}
 	if err := addObject(enc, "memcg", e.Memcg); err != nil {
 		return err
@@ -110,8 +122,8 @@ func (e *Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func (f Finding) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("code", f.Code)
-	enc.AddString("summary", f.Summary)
+	addString(enc, "code", f.Code)
+	addString(enc, "summary", f.Summary)
 	return nil
 }
 
@@ -123,7 +135,7 @@ func (o *OOMContext) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddInt64("chosen_points", o.ChosenPoints)
 	}
 	enc.AddUint32("gfp_mask", o.GFPMask)
-	enc.AddString("gfp", o.GFP)
+	addString(enc, "gfp", o.GFP)
 	enc.AddInt32("order", o.Order)
 	return nil
 }
@@ -131,11 +143,11 @@ func (o *OOMContext) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 func (a *Alloc) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint32("order", a.Order)
 	enc.AddUint32("gfp_mask", a.GFPMask)
-	enc.AddString("gfp", a.GFP)
+	addString(enc, "gfp", a.GFP)
 	enc.AddBool("nowarn", a.NoWarn)
 	enc.AddBool("memcg_charge", a.MemcgCharge)
 	enc.AddInt32("node", a.Node)
-	enc.AddString("source", a.Source)
+	addString(enc, "source", a.Source)
 	if a.FreeBytes != nil {
 		enc.AddUint64("free_bytes", *a.FreeBytes)
 	}
@@ -152,13 +164,13 @@ func (f *Folded) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint64("count", f.Count)
 	enc.AddUint64("records", f.Records)
 	if f.Cgroup != "" {
-		enc.AddString("cgroup", f.Cgroup)
+		addName(enc, "cgroup", f.Cgroup)
 	}
 	if f.CgroupTruncated {
 		enc.AddBool("cgroup_truncated", true)
 	}
-	enc.AddString("since", FormatTime(f.Since))
-	enc.AddString("last", FormatTime(f.Last))
+	addString(enc, "since", FormatTime(f.Since))
+	addString(enc, "last", FormatTime(f.Last))
 	return nil
 }
 
@@ -166,7 +178,7 @@ func (v *Victim) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	addTask(enc, v.PID, v.TID, v.NSPID, v.Comm)
 	enc.AddUint32("uid", v.UID)
 	enc.AddInt32("oom_score_adj", v.OOMScoreAdj)
-	enc.AddString("cgroup", v.Cgroup)
+	addName(enc, "cgroup", v.Cgroup)
 	if v.CgroupTruncated {
 		enc.AddBool("cgroup_truncated", true)
 	}
@@ -187,7 +199,7 @@ func addTask(enc zapcore.ObjectEncoder, pid, tid, nsPID uint32, comm string) {
 	enc.AddUint32("pid", pid)
 	enc.AddUint32("tid", tid)
 	enc.AddUint32("ns_pid", nsPID)
-	enc.AddString("comm", comm)
+	addName(enc, "comm", comm)
 }
 
 func (r RSS) MarshalLogObject(enc zapcore.ObjectEncoder) error {
@@ -199,7 +211,7 @@ func (r RSS) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 
 func (t *Trigger) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	addTask(enc, t.PID, t.TID, t.NSPID, t.Comm)
-	enc.AddString("cgroup", t.Cgroup)
+	addName(enc, "cgroup", t.Cgroup)
 	if t.CgroupTruncated {
 		enc.AddBool("cgroup_truncated", true)
 	}
@@ -207,7 +219,7 @@ func (t *Trigger) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func (m *Memcg) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("path", m.Path)
+	addName(enc, "path", m.Path)
 	if m.PathTruncated {
 		enc.AddBool("path_truncated", true)
 	}
@@ -221,44 +233,44 @@ func (m *Memcg) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddInt64("stat_delay_us", *m.StatDelayUS)
 	}
 	if m.StatError != "" {
-		enc.AddString("stat_error", m.StatError)
+		addString(enc, "stat_error", m.StatError)
 	}
 	return nil
 }
 
 func (k *K8s) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	if k.Namespace != "" {
-		enc.AddString("namespace", k.Namespace)
+		addString(enc, "namespace", k.Namespace)
 	}
 	if k.Pod != "" {
-		enc.AddString("pod", k.Pod)
+		addString(enc, "pod", k.Pod)
 	}
 	if k.Container != "" {
-		enc.AddString("container", k.Container)
+		addString(enc, "container", k.Container)
 	}
 	if err := addObject(enc, "workload", k.Workload); err != nil {
 		return err
 	}
-	enc.AddString("pod_uid", k.PodUID)
+	addString(enc, "pod_uid", k.PodUID)
 	if k.ContainerID != "" {
-		enc.AddString("container_id", k.ContainerID)
+		addString(enc, "container_id", k.ContainerID)
 	}
 	if k.Runtime != "" {
-		enc.AddString("runtime", k.Runtime)
+		addString(enc, "runtime", k.Runtime)
 	}
-	enc.AddString("qos", k.QOS)
+	addString(enc, "qos", k.QOS)
 	if err := addObject(enc, "pod_stat", k.PodStat); err != nil {
 		return err
 	}
 	if k.LookupError != "" {
-		enc.AddString("lookup_error", k.LookupError)
+		addString(enc, "lookup_error", k.LookupError)
 	}
 	return nil
 }
 
 func (w *Workload) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("kind", w.Kind)
-	enc.AddString("name", w.Name)
+	addString(enc, "kind", w.Kind)
+	addString(enc, "name", w.Name)
 	return nil
 }
 
@@ -276,7 +288,7 @@ func (s *MemoryStat) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 func (t Task) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("pid", t.PID)
 	enc.AddInt("ns_pid", t.NSPID)
-	enc.AddString("comm", t.Comm)
+	addName(enc, "comm", t.Comm)
 	enc.AddUint64("rss_bytes", t.RSSBytes)
 	enc.AddUint64("anon_bytes", t.AnonBytes)
 	enc.AddUint64("file_bytes", t.FileBytes)
@@ -290,7 +302,7 @@ func (t Task) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 
 func (z Zone) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("node", z.Node)
-	enc.AddString("zone", z.Zone)
+	addString(enc, "zone", z.Zone)
 	return enc.AddArray("free_blocks", zapcore.ArrayMarshalerFunc(func(a zapcore.ArrayEncoder) error {
 		for _, n := range z.FreeBlocks {
 			a.AppendUint64(n)
@@ -325,8 +337,124 @@ func objects[T zapcore.ObjectMarshaler](s []T) zapcore.ArrayMarshaler {
 func stringArray(s []string) zapcore.ArrayMarshaler {
 	return zapcore.ArrayMarshalerFunc(func(a zapcore.ArrayEncoder) error {
 		for _, v := range s {
-			a.AppendString(v)
+			appendString(a, v)
 		}
 		return nil
 	})
+}
+
+// addString adds a string field. Plain ASCII goes to zap as it is (its
+// escapes of quotes and C0 controls are JSON's); anything else goes
+// through textEncoder, since zap would write DEL, C1 controls and bidi
+// overrides raw and invalid UTF-8 as U+FFFD without a trace.
+func addString(enc zapcore.ObjectEncoder, key, s string) {
+	if plainASCII(s) {
+		enc.AddString(key, s)
+		return
+	}
+	// textEncoder cannot fail on a jsonText.
+	_ = enc.AddReflected(key, jsonText(s))
+}
+
+func appendString(a zapcore.ArrayEncoder, s string) {
+	if plainASCII(s) {
+		a.AppendString(s)
+		return
+	}
+	_ = a.AppendReflected(jsonText(s))
+}
+
+// addName adds a name the kernel gave as bytes (a comm, a cgroup path)
+// and, when they are not valid UTF-8, their exact bytes in hex under
+// key_hex: the name's text then has U+FFFD for each invalid byte, which
+// every JSON reader accepts, and nothing is lost.
+func addName(enc zapcore.ObjectEncoder, key, s string) {
+	addString(enc, key, s)
+	if !utf8.ValidString(s) {
+		enc.AddString(key+"_hex", hex.EncodeToString([]byte(s)))
+	}
+}
+
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonText is a string for textEncoder.
+type jsonText string
+
+// textEncoder is the line encoder's reflected encoder; it encodes only
+// jsonText (nothing in the event reaches zap's reflection otherwise).
+type textEncoder struct{ w io.Writer }
+
+func (t textEncoder) Encode(v any) error {
+	s, ok := v.(jsonText)
+	if !ok {
+		return fmt.Errorf("event: no reflected encoding for %T", v)
+	}
+	_, err := t.w.Write(appendJSONString(nil, string(s)))
+	return err
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string that holds only printable
+// text: quotes and backslashes escaped; every rune that is not printable
+// (strconv's notion: C0 and C1 controls, DEL, format characters such as
+// bidi overrides and zero-width marks, line and paragraph separators,
+// spaces other than U+0020, private use) written as its \u escape, which
+// a JSON reader decodes back to the same rune; each byte that is not
+// valid UTF-8 as \ufffd (addName keeps the exact bytes beside it).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+			i++
+			continue
+		case '\n':
+			b = append(b, '\\', 'n')
+			i++
+			continue
+		case '\r':
+			b = append(b, '\\', 'r')
+			i++
+			continue
+		case '\t':
+			b = append(b, '\\', 't')
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, `\ufffd`...)
+		case !unicode.IsPrint(r):
+			if r > 0xffff {
+				hi, lo := utf16.EncodeRune(r)
+				b = appendUEscape(appendUEscape(b, hi), lo)
+			} else {
+				b = appendUEscape(b, r)
+			}
+		default:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
+
+func appendUEscape(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 }

@@ -149,7 +149,9 @@ type Folded struct {
 	// Cgroup is the trigger's memory cgroup, as the key's alloc_failure
 	// lines named it; empty when none did (the global record rate
 	// folded every failure of the key).
-	Cgroup          string `json:"cgroup,omitempty"`
+	Cgroup string `json:"cgroup,omitempty"`
+	// CgroupHex: as Victim's.
+	CgroupHex       string `json:"cgroup_hex,omitempty"`
 	CgroupTruncated bool   `json:"cgroup_truncated,omitempty"`
 	// Since: the span's start; Last: the key's latest failure in it.
 	Since time.Time `json:"since"`
@@ -158,15 +160,21 @@ type Folded struct {
 
 // Victim is the task the OOM killer chose.
 type Victim struct {
-	PID         uint32 `json:"pid"`
-	TID         uint32 `json:"tid"`
-	NSPID       uint32 `json:"ns_pid"`
-	Comm        string `json:"comm"`
+	PID   uint32 `json:"pid"`
+	TID   uint32 `json:"tid"`
+	NSPID uint32 `json:"ns_pid"`
+	Comm  string `json:"comm"`
+	// CommHex: Comm's exact bytes in hex, when they are not valid UTF-8
+	// (Comm then holds U+FFFD for each invalid byte). The encoder writes
+	// it from Comm, as for every *Hex field; it is here for readers.
+	CommHex     string `json:"comm_hex,omitempty"`
 	UID         uint32 `json:"uid"`
 	OOMScoreAdj int32  `json:"oom_score_adj"`
 	// Cgroup is the victim's memory cgroup, relative to the memory
 	// hierarchy's root, starting with "/".
 	Cgroup string `json:"cgroup"`
+	// CgroupHex: Cgroup's exact bytes, when they are not valid UTF-8.
+	CgroupHex string `json:"cgroup_hex,omitempty"`
 	// CgroupTruncated: the path was deeper or longer than the kernel side
 	// walks (16 levels, 512 bytes before the last name); Cgroup is partial.
 	CgroupTruncated bool `json:"cgroup_truncated,omitempty"`
@@ -189,11 +197,14 @@ type RSS struct {
 
 // Trigger is the task whose allocation ran into the limit.
 type Trigger struct {
-	PID    uint32 `json:"pid"`
-	TID    uint32 `json:"tid"`
-	NSPID  uint32 `json:"ns_pid"`
-	Comm   string `json:"comm"`
-	Cgroup string `json:"cgroup"`
+	PID   uint32 `json:"pid"`
+	TID   uint32 `json:"tid"`
+	NSPID uint32 `json:"ns_pid"`
+	Comm  string `json:"comm"`
+	// CommHex, CgroupHex: as Victim's.
+	CommHex   string `json:"comm_hex,omitempty"`
+	Cgroup    string `json:"cgroup"`
+	CgroupHex string `json:"cgroup_hex,omitempty"`
 	// CgroupTruncated: as Victim's; Cgroup is partial.
 	CgroupTruncated bool `json:"cgroup_truncated,omitempty"`
 }
@@ -201,6 +212,8 @@ type Trigger struct {
 // Memcg is the memory cgroup whose limit fired.
 type Memcg struct {
 	Path string `json:"path"`
+	// PathHex: Path's exact bytes, when they are not valid UTF-8.
+	PathHex string `json:"path_hex,omitempty"`
 	// PathTruncated: Path was derived from a cut cgroup path (see
 	// Victim.CgroupTruncated): it names the right cgroup's last levels
 	// only, so nothing is read from it.
@@ -269,8 +282,10 @@ type MemoryStat struct {
 type Task struct {
 	PID int `json:"pid"`
 	// NSPID is the pid in the task's own (innermost) pid namespace.
-	NSPID         int    `json:"ns_pid"`
-	Comm          string `json:"comm"`
+	NSPID int    `json:"ns_pid"`
+	Comm  string `json:"comm"`
+	// CommHex: as Victim's.
+	CommHex       string `json:"comm_hex,omitempty"`
 	RSSBytes      uint64 `json:"rss_bytes"`
 	AnonBytes     uint64 `json:"anon_bytes"`
 	FileBytes     uint64 `json:"file_bytes"`

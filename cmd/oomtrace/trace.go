@@ -26,6 +26,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/output"
 	"github.com/oomtrace/oomtrace/internal/probe"
+	"github.com/oomtrace/oomtrace/internal/safetext"
 	"github.com/oomtrace/oomtrace/internal/stream"
 )
 
@@ -126,7 +127,7 @@ own line format; the default when stdout is not a terminal).`,
 				var refused *stream.RefusedError
 				switch {
 				case err == nil:
-					fmt.Fprintf(errOut, "oomtrace trace: following the agent at %s (node %s)\n", socket, cl.Ready.Node)
+					fmt.Fprintf(errOut, "oomtrace trace: following the agent at %s (node %s)\n", safetext.Quote(socket), safetext.Quote(cl.Ready.Node))
 					err = s.follow(ctx, cl)
 					s.summary(errOut)
 					return err
@@ -270,14 +271,15 @@ func (s *session) show(line []byte, e *event.Event) (bool, error) {
 		return true, fmt.Errorf("write %s event: %w", e.Event, err)
 	}
 	s.seen++
-	s.byKind[e.Event]++
+	s.byKind[safetext.Escape(e.Event)]++
+	// Names chosen by others reach the terminal quoted, with escapes.
 	pod := "(no pod)"
 	if k := e.K8s; k != nil && k.Pod != "" {
-		pod = k.Namespace + "/" + k.Pod
+		pod = safetext.Quote(k.Namespace) + "/" + safetext.Quote(k.Pod)
 	} else if k != nil && k.PodUID != "" {
-		pod = "pod " + k.PodUID
+		pod = "pod " + safetext.Quote(k.PodUID)
 	} else if e.Memcg != nil && e.Memcg.Path != "" {
-		pod = "(no pod) cgroup " + e.Memcg.Path
+		pod = "(no pod) cgroup " + safetext.Quote(e.Memcg.Path)
 	}
 	s.byPod[pod]++
 	return s.count > 0 && s.seen >= s.count, nil
@@ -457,7 +459,7 @@ func kernelFilter(filter stream.Filter) (probe.Filter, string) {
 		}
 		if id, ok := dirInode(dir); ok {
 			kf.CgroupID = id
-			what = append(what, "cgroup "+strings.TrimPrefix(dir, hier.Mount))
+			what = append(what, "cgroup "+safetext.Quote(strings.TrimPrefix(dir, hier.Mount)))
 		}
 	}
 	return kf, strings.Join(what, ", ")

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/safetext"
 )
 
 // Pretty writes each event as a short incident card for a terminal: what
@@ -29,9 +30,9 @@ func (p *Pretty) Sync() error { return nil }
 // Write writes one card.
 func (p *Pretty) Write(e *event.Event) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s  %s\n", headline(e), e.Time.UTC().Format("2006-01-02 15:04:05.000Z"), e.Node)
+	fmt.Fprintf(&b, "%s  %s  %s\n", headline(e), e.Time.UTC().Format("2006-01-02 15:04:05.000Z"), quote(e.Node))
 	for _, f := range e.Diagnosis {
-		fmt.Fprintf(&b, "  ! %s: %s\n", f.Code, f.Summary)
+		fmt.Fprintf(&b, "  ! %s: %s\n", safetext.Escape(f.Code), safetext.Escape(f.Summary))
 	}
 	row := func(label, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-8s %s\n", label, fmt.Sprintf(format, args...))
@@ -50,16 +51,16 @@ func (p *Pretty) Write(e *event.Event) error {
 			row("memory", "anon %s, file %s (dirty %s, writeback %s), shmem %s, kernel %s, unevictable %s",
 				size(s.AnonBytes), size(s.FileBytes), size(s.FileDirtyBytes), size(s.FileWritebackBytes), size(s.ShmemBytes), size(s.KernelBytes), size(s.UnevictableBytes))
 		} else if m.StatError != "" {
-			row("memory", "not read: %s", m.StatError)
+			row("memory", "not read: %s", safetext.Escape(m.StatError))
 		}
 	} else if e.Constraint != "" {
 		row("limit", "none: %s OOM", e.Constraint)
 	}
 	if o := e.OOM; o != nil {
-		row("alloc", "%s, order %d; OOM domain %s", o.GFP, o.Order, size(o.DomainBytes))
+		row("alloc", "%s, order %d; OOM domain %s", safetext.Escape(o.GFP), o.Order, size(o.DomainBytes))
 	}
 	if a := e.Alloc; a != nil {
-		row("alloc", "order %d (%s) %s %s, seen by %s", a.Order, size(p.pageSize<<a.Order), a.GFP, node(a.Node), a.Source)
+		row("alloc", "order %d (%s) %s %s, seen by %s", a.Order, size(p.pageSize<<a.Order), safetext.Escape(a.GFP), node(a.Node), safetext.Escape(a.Source))
 		if f := e.Folded; f != nil {
 			in := "a cgroup no alloc_failure line named"
 			if f.Cgroup != "" {
@@ -75,7 +76,7 @@ func (p *Pretty) Write(e *event.Event) error {
 	if k := e.K8s; k != nil {
 		ctr := "pod-level cgroup"
 		if k.ContainerID != "" {
-			ctr = "container " + k.ContainerID[:12]
+			ctr = "container " + quote(k.ContainerID[:min(len(k.ContainerID), 12)])
 		}
 		if k.Pod != "" {
 			named := "pod-level cgroup"
@@ -89,13 +90,13 @@ func (p *Pretty) Write(e *event.Event) error {
 			if w := k.Workload; w != nil {
 				owner = quote(w.Kind) + " " + quote(w.Name) + ", "
 			}
-			row("pod", "%s/%s, %s (%s%s%s)", quote(k.Namespace), quote(k.Pod), named, owner, k.QOS, prefixed(", ", k.Runtime))
-			row("", "pod uid %s, %s", k.PodUID, ctr)
+			row("pod", "%s/%s, %s (%s%s%s)", quote(k.Namespace), quote(k.Pod), named, owner, quote(k.QOS), prefixed(", ", k.Runtime))
+			row("", "pod uid %s, %s", quote(k.PodUID), ctr)
 		} else {
-			row("pod", "%s, %s (%s%s)", k.PodUID, ctr, k.QOS, prefixed(", ", k.Runtime))
+			row("pod", "%s, %s (%s%s)", quote(k.PodUID), ctr, quote(k.QOS), prefixed(", ", k.Runtime))
 		}
 		if k.LookupError != "" {
-			row("names", "%s", quote(k.LookupError))
+			row("names", "%s", safetext.Escape(k.LookupError))
 		}
 	}
 	for i, t := range e.Tasks {
@@ -106,7 +107,7 @@ func (p *Pretty) Write(e *event.Event) error {
 		row(label, "%7d %-16s rss %9s  oom_score_adj %5d  points %d", t.PID, quote(t.Comm), size(t.RSSBytes), t.OOMScoreAdj, t.Points)
 	}
 	if len(e.Stack) > 0 {
-		row("stack", "%s", strings.Join(e.Stack[:min(len(e.Stack), 8)], " < "))
+		row("stack", "%s", safetext.Escape(strings.Join(e.Stack[:min(len(e.Stack), 8)], " < ")))
 	}
 	b.WriteString("\n")
 	p.mu.Lock()
@@ -134,16 +135,11 @@ func headline(e *event.Event) string {
 	case event.KindAllocFailuresFolded:
 		return "PAGE ALLOCATION FAILURES, FOLDED"
 	}
-	return strings.ToUpper(e.Event)
+	return safetext.Escape(strings.ToUpper(e.Event))
 }
 
 // quote keeps names chosen by others from forging lines on a terminal.
-func quote(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' || r == 0xfffd }) >= 0 {
-		return fmt.Sprintf("%q", s)
-	}
-	return s
-}
+var quote = safetext.Quote
 
 // cut marks a path that holds only its last levels.
 func cut(truncated bool) string {
@@ -157,7 +153,7 @@ func prefixed(p, s string) string {
 	if s == "" {
 		return ""
 	}
-	return p + s
+	return p + quote(s)
 }
 
 var size = event.FormatBytes

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/safetext"
 )
 
 // Table writes one line per event in fixed-width columns under a header,
@@ -162,8 +163,8 @@ func tableRow(e *event.Event) []string {
 		diag = "-"
 	}
 	return []string{
-		e.Time.UTC().Format("15:04:05.000"), e.Event, sanitize(ns), sanitize(pod), sanitize(container),
-		pid, sanitize(comm), mem, diag,
+		e.Time.UTC().Format("15:04:05.000"), safetext.Escape(e.Event), name(ns), name(pod), name(container),
+		pid, name(comm), mem, safetext.Escape(diag),
 	}
 }
 
@@ -172,15 +173,14 @@ func compactSize(b uint64) string {
 	return strings.Replace(event.FormatBytes(b), " ", "", 1)
 }
 
-// sanitize keeps names chosen by others from moving the cursor or
-// breaking the row.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, s)
+// name keeps names chosen by others from moving the cursor, breaking
+// the row or passing for two cells: a name that is not one plain word is
+// quoted, with escapes. "-" stands for none.
+func name(s string) string {
+	if s == "-" {
+		return s
+	}
+	return safetext.Quote(s)
 }
 
 // Shorten fits s in width runes, cutting its middle for an ellipsis.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/safetext"
 )
 
 // Reasons, the Event's reason field (docs/events.md#kubernetes-events).
@@ -77,11 +78,11 @@ func podReport(e *event.Event) report {
 	switch {
 	case hasCode(e, diagnose.NonInitVictim):
 		reason = ReasonOOMKilledProcess
-		who = fmt.Sprintf("process %s (pid %d, %d on the node)%s killed, not the main process: the container keeps running", v.Comm, v.NSPID, v.PID, inContainer(k.Container))
+		who = fmt.Sprintf("process %s (pid %d, %d on the node)%s killed, not the main process: the container keeps running", safetext.Quote(v.Comm), v.NSPID, v.PID, inContainer(k.Container))
 	case v.NSPID == 1 && v.PID != 1:
-		who = fmt.Sprintf("main process %s (pid 1, %d on the node)%s killed", v.Comm, v.PID, inContainer(k.Container))
+		who = fmt.Sprintf("main process %s (pid 1, %d on the node)%s killed", safetext.Quote(v.Comm), v.PID, inContainer(k.Container))
 	default:
-		who = fmt.Sprintf("process %s (pid %d)%s killed", v.Comm, v.PID, inContainer(k.Container))
+		who = fmt.Sprintf("process %s (pid %d)%s killed", safetext.Quote(v.Comm), v.PID, inContainer(k.Container))
 	}
 	return report{
 		ref: corev1.ObjectReference{
@@ -95,9 +96,9 @@ func podReport(e *event.Event) report {
 
 func nodeReport(e *event.Event, node string) report {
 	v := e.Victim
-	who := fmt.Sprintf("process %s (pid %d)", v.Comm, v.PID)
+	who := fmt.Sprintf("process %s (pid %d)", safetext.Quote(v.Comm), v.PID)
 	if k := e.K8s; k != nil && k.Pod != "" {
-		who += fmt.Sprintf(" of pod %s/%s%s", k.Namespace, k.Pod, inContainer(k.Container))
+		who += fmt.Sprintf(" of pod %s/%s%s", safetext.Quote(k.Namespace), safetext.Quote(k.Pod), inContainer(k.Container))
 	}
 	return report{
 		// kubelet names its Node in Events the same way: the node's name
@@ -112,11 +113,14 @@ func inContainer(name string) string {
 	if name == "" {
 		return ""
 	}
-	return " in container " + name
+	return " in container " + safetext.Quote(name)
 }
 
 // message is who was killed, which limit fired, and the first finding
 // that says what filled it, in a few words; the event line has the rest.
+// Names chosen by others are quoted with escapes (safetext.Quote) where
+// they go in, so none can add a line to kubectl describe, hold a
+// terminal escape, or pass for more words of the message.
 func message(who string, e *event.Event) string {
 	parts := []string{who + ": " + limitFired(e)}
 	if s := firstCause(e); s != "" {
@@ -166,7 +170,11 @@ func firstCause(e *event.Event) string {
 			if st != nil {
 				s := event.FormatBytes(st.ShmemBytes) + " of it is shmem (tmpfs, emptyDir with medium Memory, /dev/shm)"
 				if len(e.TmpfsMounts) > 0 {
-					s += " in " + strings.Join(e.TmpfsMounts[:min(len(e.TmpfsMounts), 3)], ", ")
+					mounts := make([]string, min(len(e.TmpfsMounts), 3))
+					for i := range mounts {
+						mounts[i] = safetext.Quote(e.TmpfsMounts[i])
+					}
+					s += " in " + strings.Join(mounts, ", ")
 				}
 				return s
 			}

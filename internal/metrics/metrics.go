@@ -27,6 +27,7 @@ import (
 	"github.com/oomtrace/oomtrace/internal/diagnose"
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/gfp"
+	"github.com/oomtrace/oomtrace/internal/safetext"
 	"github.com/oomtrace/oomtrace/internal/version"
 )
 
@@ -254,7 +255,7 @@ func (m *Metrics) run() {
 
 // count adds one event to every metric it belongs to.
 func (m *Metrics) count(e *event.Event) {
-	m.events.WithLabelValues(e.Event).Inc()
+	m.events.WithLabelValues(labelValue(e.Event)).Inc()
 	ns, pod, container := names(e)
 	switch e.Event {
 	case event.KindOOMKill:
@@ -287,6 +288,9 @@ func (m *Metrics) count(e *event.Event) {
 
 // inc increments a series with pod labels and notes when, for expiry.
 func (m *Metrics) inc(vec *prometheus.CounterVec, values ...string) {
+	for i, v := range values {
+		values[i] = labelValue(v)
+	}
 	vec.WithLabelValues(values...).Inc()
 	if m.ttl <= 0 {
 		return
@@ -315,6 +319,12 @@ func (m *Metrics) expire() {
 		m.expiredTotal.Inc()
 	}
 }
+
+// labelValue is a label value from text others may choose: client_golang
+// panics on one that is not UTF-8, and writes control characters raw
+// for whoever reads /metrics on a terminal. Names Kubernetes allows pass
+// unchanged; anything else gets escapes (safetext.Escape).
+func labelValue(s string) string { return safetext.Escape(s) }
 
 // names are the event's pod labels; empty for a process outside any pod,
 // or a pod no source could name (k8s.lookup_error says why).

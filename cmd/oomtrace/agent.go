@@ -231,7 +231,7 @@ func newLogger(level string) (*zap.Logger, error) {
 	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	cfg.DisableStacktrace = true
 	cfg.Sampling = nil
-	return cfg.Build()
+	return cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return escapingCore{c} }))
 }
 
 // checkStreamFlags says what is wrong with the stream's flags.

@@ -137,9 +137,9 @@ func tableRow(e *event.Event) []string {
 	}
 	pid, comm := "-", "-"
 	if v := e.Victim; v != nil {
-		pid, comm = fmt.Sprint(v.PID), v.Comm
+		pid, comm = fmt.Sprint(v.PID), name(v.Comm)
 	} else if tr := e.Trigger; tr != nil {
-		pid, comm = fmt.Sprint(tr.PID), tr.Comm
+		pid, comm = fmt.Sprint(tr.PID), name(tr.Comm)
 	}
 	mem := "-"
 	switch {
@@ -164,7 +164,7 @@ func tableRow(e *event.Event) []string {
 	}
 	return []string{
 		e.Time.UTC().Format("15:04:05.000"), safetext.Escape(e.Event), name(ns), name(pod), name(container),
-		pid, name(comm), mem, safetext.Escape(diag),
+		pid, comm, mem, safetext.Escape(diag),
 	}
 }
 

@@ -25,6 +25,23 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* Records lost because the ring buffer was full, per CPU, by enum
+ * event_kind: a lost OOM kill is told apart from a lost summary. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EVENT_KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ringbuf_lost SEC(".maps");
+
+static __always_inline void ringbuf_lost_inc(__u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(&ringbuf_lost, &kind);
+
+	if (n)
+		*n += 1;
+}
+
 static __always_inline __u32 current_tid(void)
 {
 	return (__u32)bpf_get_current_pid_tgid();
@@ -47,7 +64,8 @@ static __always_inline void counter_inc(__u32 which)
 			__e->hdr.kind = (kind_);                              \
 			__e->hdr.cpu = bpf_get_smp_processor_id();            \
 		} else {                                                      \
-			counter_inc(COUNTER_RINGBUF_FULL);                          \
+			counter_inc(COUNTER_RINGBUF_FULL);                    \
+			ringbuf_lost_inc(kind_);                              \
 		}                                                             \
 		__e;                                                          \
 	})

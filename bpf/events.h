@@ -26,6 +26,7 @@ enum event_kind {
 	EVENT_OOM_VICTIM_EXITING = 2, /* victim was already exiting: marked, not killed */
 	EVENT_MEMCG_OOM = 3,          /* one mem_cgroup_out_of_memory() invocation */
 	EVENT_ALLOC_FAILURE = 4,      /* a page allocation failed */
+	EVENT_KIND_MAX = 5,
 };
 
 /* Counters of what the BPF side did not deliver, or chose not to. */

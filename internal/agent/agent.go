@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		case <-ticker.C:
 			if c, err := probes.Counters(); err == nil {
 				if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
-					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Uint64("queue_full", queueDrops.Load()), zap.Uint64("output_stalled", lines.drops.Load()))
+					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Any("ringbuf_full_by_event", c.RingBufFullByEvent), zap.Uint64("queue_full", queueDrops.Load()), zap.Uint64("output_stalled", lines.drops.Load()))
 					lastLoss = loss
 				}
 			}

@@ -100,6 +100,7 @@ const (
 	OomtraceEventKindEVENT_OOM_VICTIM_EXITING OomtraceEventKind = 2
 	OomtraceEventKindEVENT_MEMCG_OOM          OomtraceEventKind = 3
 	OomtraceEventKindEVENT_ALLOC_FAILURE      OomtraceEventKind = 4
+	OomtraceEventKindEVENT_KIND_MAX           OomtraceEventKind = 5
 )
 
 type OomtraceKernelStack struct {
@@ -220,6 +221,7 @@ const (
 	OomtraceMapOomCtx                   = "oom_ctx"
 	OomtraceMapOomKillsSeen             = "oom_kills_seen"
 	OomtraceMapOomSeq                   = "oom_seq"
+	OomtraceMapRingbufLost              = "ringbuf_lost"
 	OomtraceProgFentryMemcgOom          = "fentry_memcg_oom"
 	OomtraceProgFentryOomKillOne        = "fentry_oom_kill_one"
 	OomtraceProgFentryOomKillProcess    = "fentry_oom_kill_process"
@@ -322,6 +324,7 @@ type OomtraceMapSpecs struct {
 	OomCtx           *ebpf.MapSpec `ebpf:"oom_ctx"`
 	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
 	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
+	RingbufLost      *ebpf.MapSpec `ebpf:"ringbuf_lost"`
 }
 
 // OomtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -374,6 +377,7 @@ type OomtraceMaps struct {
 	OomCtx           *ebpf.Map `ebpf:"oom_ctx"`
 	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
 	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
+	RingbufLost      *ebpf.Map `ebpf:"ringbuf_lost"`
 }
 
 func (m *OomtraceMaps) Close() error {
@@ -388,6 +392,7 @@ func (m *OomtraceMaps) Close() error {
 		m.OomCtx,
 		m.OomKillsSeen,
 		m.OomSeq,
+		m.RingbufLost,
 	)
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,17 +349,23 @@ func launchAgent(t *testing.T, timeout time.Duration, args ...string) (*agentRun
 // launchAgentTo is launchAgent with the agent's stdout on w (nil: kept
 // for stop to read).
 func launchAgentTo(t *testing.T, timeout time.Duration, w io.Writer, args ...string) (*agentRun, error) {
+	return launchAgentVia(t, timeout, w, nil, args...)
+}
+
+// launchAgentVia is launchAgentTo with the agent started by the command
+// wrap, which must exec its arguments in the same process (e.g. unshare
+// and a shell that prepares a mount namespace, then execs the agent).
+func launchAgentVia(t *testing.T, timeout time.Duration, w io.Writer, wrap []string, args ...string) (*agentRun, error) {
 	ready := filepath.Join(t.TempDir(), "ready")
-	a := &agentRun{
-		// No health listener unless a test asks for one: agents run in
-		// parallel, beside any agent on this node, and must not compete
-		// for its port. No names: the pods of these cgroup trees are made
-		// up, and no runtime or API knows them. No stream socket unless
-		// a test asks for one, for the same reason as the port.
-		cmd: exec.Command(oomtraceBin, append([]string{"agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr=",
-			"--cri-endpoint=none", "--kube-api=off", "--socket="}, args...)...),
-		exited: make(chan struct{}),
-	}
+	// No health listener unless a test asks for one: agents run in
+	// parallel, beside any agent on this node, and must not compete for
+	// its port. No names: the pods of these cgroup trees are made up, and
+	// no runtime or API knows them. No stream socket unless a test asks
+	// for one, for the same reason as the port.
+	argv := append([]string{oomtraceBin, "agent", "--ready-file", ready, "--node-name", "test-node", "--metrics-addr=",
+		"--cri-endpoint=none", "--kube-api=off", "--socket="}, args...)
+	argv = append(slices.Clone(wrap), argv...)
+	a := &agentRun{cmd: exec.Command(argv[0], argv[1:]...), exited: make(chan struct{})}
 	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr
 	if w != nil {
 		a.cmd.Stdout = w
@@ -421,8 +428,10 @@ type agentStats struct {
 	Events      map[string]uint64 `json:"events"`
 	QueueDrops  uint64            `json:"queue_drops"`
 	WriteErrors uint64            `json:"write_errors"`
+	OutputDrops uint64            `json:"output_drops"`
 	KernelDrops struct {
-		RingBufFull uint64 `json:"ringbuf_full"`
+		RingBufFull        uint64            `json:"ringbuf_full"`
+		RingBufFullByEvent map[string]uint64 `json:"ringbuf_full_by_event"`
 	} `json:"kernel"`
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oomtrace/oomtrace/internal/agent"
+	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/probe"
 )
 
@@ -35,6 +36,9 @@ var (
 	descLost = prometheus.NewDesc("oomtrace_events_lost_total",
 		"Events lost, by stage: kernel_ringbuf (the BPF ring buffer was full), decode_queue (user space fell behind the ring buffer), output_queue (stdout stalled; metrics and Events still saw the event), metrics_queue (counted nowhere here).",
 		[]string{"stage"}, nil)
+	descKernelLostByEvent = prometheus.NewDesc("oomtrace_kernel_ringbuf_lost_total",
+		"Records the BPF ring buffer had no room for (oomtrace_events_lost_total{stage=\"kernel_ringbuf\"}), by the event each would have been: an oom_kill lost here is a kill in no line, metric or Event.",
+		[]string{"event"}, nil)
 	descDecodeErrors = prometheus.NewDesc("oomtrace_record_decode_errors_total",
 		"Ring buffer records that could not be decoded.", nil, nil)
 	descWriteErrors = prometheus.NewDesc("oomtrace_event_write_errors_total",
@@ -54,7 +58,7 @@ var (
 )
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLost, descDecodeErrors, descWriteErrors, descMapFull, descAllocUnreported, descBPFStatsEnabled, descBPFRuns, descBPFRunSeconds} {
+	for _, d := range []*prometheus.Desc{descLost, descKernelLostByEvent, descDecodeErrors, descWriteErrors, descMapFull, descAllocUnreported, descBPFStatsEnabled, descBPFRuns, descBPFRunSeconds} {
 		ch <- d
 	}
 }
@@ -75,6 +79,9 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	} else if err == nil {
 		counter(descLost, k.RingBufFull, "kernel_ringbuf")
+		for _, kind := range []string{event.KindOOMKill, event.KindOOMVictimExiting, event.KindMemcgOOM, event.KindAllocFailure} {
+			counter(descKernelLostByEvent, k.RingBufFullByEvent[kind], kind)
+		}
 		counter(descMapFull, k.SeenMapFull, "oom_kills_seen")
 		counter(descMapFull, k.CtxMapFull, "oom_ctx")
 		counter(descAllocUnreported, k.AllocNoWarn, "nowarn")

@@ -69,6 +69,7 @@ type Probes struct {
 	reader  *ringbuf.Reader
 	counter *ebpf.Map
 	tallies *ebpf.Map
+	lost    *ebpf.Map // ring buffer losses by record kind
 	// Choices says, per hook, which tier is attached and why.
 	Choices []Choice
 	// Symbols names kernel stack frames; nil when /proc/kallsyms is hidden.
@@ -164,6 +165,7 @@ func Load(cfg Config) (_ *Probes, err error) {
 	}
 	p.counter = p.coll.Maps[bpf.OomtraceMapCounters]
 	p.tallies = p.coll.Maps[bpf.OomtraceMapAllocTallies]
+	p.lost = p.coll.Maps[bpf.OomtraceMapRingbufLost]
 	for id, n := range cfg.OOMKillsSeen {
 		if err := p.coll.Maps[bpf.OomtraceMapOomKillsSeen].Update(id, n, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("seed OOM kill counter of cgroup %d: %w", id, err)
@@ -249,6 +251,12 @@ func (p *Probes) Close() error {
 type Counters struct {
 	// RingBufFull: records not written because the ring buffer was full.
 	RingBufFull uint64 `json:"ringbuf_full"`
+	// RingBufFullByEvent splits RingBufFull by the event each record
+	// would have been (event.Kind*), so a lost OOM kill is told apart
+	// from a lost memcg_oom summary: the oom_kill lines written plus
+	// RingBufFullByEvent["oom_kill"] are the kills the kernel counted
+	// while attached, when user space dropped nothing.
+	RingBufFullByEvent map[string]uint64 `json:"ringbuf_full_by_event,omitempty"`
 	// SeenMapFull: OOM kill counters not remembered (the map was full); the
 	// next victim in such a cgroup may be misreported as killed.
 	SeenMapFull uint64 `json:"seen_map_full"`
@@ -288,6 +296,22 @@ func (p *Probes) Counters() (Counters, error) {
 		}
 		for _, n := range perCPU {
 			*dst += n
+		}
+	}
+	for kind := bpf.OomtraceEventKindEVENT_OOM_KILL; kind < bpf.OomtraceEventKindEVENT_KIND_MAX; kind++ {
+		var perCPU []uint64
+		if err := p.lost.Lookup(uint32(kind), &perCPU); err != nil {
+			return c, fmt.Errorf("read ring buffer losses of %s: %w", kindName(kind), err)
+		}
+		var n uint64
+		for _, v := range perCPU {
+			n += v
+		}
+		if n > 0 {
+			if c.RingBufFullByEvent == nil {
+				c.RingBufFullByEvent = map[string]uint64{}
+			}
+			c.RingBufFullByEvent[kindName(kind)] = n
 		}
 	}
 	return c, nil

@@ -72,6 +72,7 @@ const (
 	HelpersMapLastMark          = "last_mark"
 	HelpersMapOomKillsSeen      = "oom_kills_seen"
 	HelpersMapOomSeq            = "oom_seq"
+	HelpersMapRingbufLost       = "ringbuf_lost"
 	HelpersProgCountKill        = "count_kill"
 	HelpersProgGroupMark        = "group_mark"
 	HelpersProgMatchFilter      = "match_filter"
@@ -143,6 +144,7 @@ type HelpersMapSpecs struct {
 	LastMark         *ebpf.MapSpec `ebpf:"last_mark"`
 	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
 	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
+	RingbufLost      *ebpf.MapSpec `ebpf:"ringbuf_lost"`
 }
 
 // HelpersVariableSpecs contains global variables before they are loaded into the kernel.
@@ -182,6 +184,7 @@ type HelpersMaps struct {
 	LastMark         *ebpf.Map `ebpf:"last_mark"`
 	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
 	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
+	RingbufLost      *ebpf.Map `ebpf:"ringbuf_lost"`
 }
 
 func (m *HelpersMaps) Close() error {
@@ -193,6 +196,7 @@ func (m *HelpersMaps) Close() error {
 		m.LastMark,
 		m.OomKillsSeen,
 		m.OomSeq,
+		m.RingbufLost,
 	)
 }
 

@@ -119,6 +119,11 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 				return usageError{fmt.Errorf("--output %q: want json or pretty", outputFmt)}
 			}
 
+			// A stdout whose reader went (a log collector that died)
+			// must not kill the agent, as Go does on a write to a broken
+			// pipe on fd 1: the write fails and is counted, and the kills
+			// still reach the metrics and Events.
+			signal.Ignore(syscall.SIGPIPE)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 

@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	if probes.Symbols != nil {
 		dec.Symbols = probes.Symbols
 	} else {
-		log.Warn("kernel stacks will not be named: /proc/kallsyms is unreadable")
+		log.Warn("kernel stack frames will be addresses, not names: /proc/kallsyms is unreadable or hides its addresses (CAP_SYSLOG)")
 	}
 	queue := make(chan *event.Event, cfg.QueueSize)
 	var queueDrops, decodeErrors atomic.Uint64
@@ -232,11 +232,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	folder.SetMaxLines(0)
 	fold()
 	wg.Wait()
-	lines.close()
-	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.written, lines.writeErrors.Load(), lines.drops.Load()
-	if err := out.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
+	if n := lines.close(outputGrace); n > 0 {
+		log.Warn("stdout blocked: stopping without the lines it did not take", zap.Uint64("dropped", n), zap.Duration("waited", outputGrace))
+	} else if err := out.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
 		log.Warn("flush output", zap.Error(err))
 	}
+	stats.Events, stats.WriteErrors, stats.OutputDrops = lines.writtenSoFar(), lines.writeErrors.Load(), lines.drops.Load()
 
 	stats.QueueDrops = queueDrops.Load()
 	stats.DecodeErrors = decodeErrors.Load()

@@ -3,7 +3,9 @@
 package agent
 
 import (
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -22,9 +24,14 @@ type outputQueue struct {
 	drops       atomic.Uint64
 	writeErrors atomic.Uint64 // read live by Running
 
-	// Written by the writing goroutine, read once it is done.
-	written map[string]uint64
+	mu      sync.Mutex
+	written map[string]uint64 // lines written, by event
 }
+
+// outputGrace bounds how long a stopping agent waits for the lines still
+// queued when a write does not return (stdout's reader stopped reading):
+// the agent exits in bounded time and counts those lines as dropped.
+const outputGrace = 5 * time.Second
 
 func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
 	q := &outputQueue{ch: make(chan *event.Event, size), done: make(chan struct{}), written: map[string]uint64{}}
@@ -36,7 +43,7 @@ func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
 				log.Error("write event", zap.Error(err))
 				continue
 			}
-			q.written[e.Event]++
+			q.count(e.Event)
 		}
 	}()
 	return q
@@ -54,8 +61,40 @@ func (q *outputQueue) put(e *event.Event) bool {
 	}
 }
 
-// close writes out what is queued and returns once it is written.
-func (q *outputQueue) close() {
+func (q *outputQueue) count(kind string) {
+	q.mu.Lock()
+	q.written[kind]++
+	q.mu.Unlock()
+}
+
+// writtenSoFar returns the lines written so far, by event.
+func (q *outputQueue) writtenSoFar() map[string]uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make(map[string]uint64, len(q.written))
+	for k, n := range q.written {
+		out[k] = n
+	}
+	return out
+}
+
+// close writes out what is queued and returns once it is written, or,
+// when a write has not returned after grace, counts the lines not written
+// (those queued and the one being written) as dropped and returns their
+// number.
+func (q *outputQueue) close(grace time.Duration) (unwritten uint64) {
 	close(q.ch)
-	<-q.done
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-q.done:
+		return 0
+	case <-timer.C:
+	}
+	unwritten = 1 // the line whose write is blocked
+	for range q.ch {
+		unwritten++
+	}
+	q.drops.Add(unwritten)
+	return unwritten
 }

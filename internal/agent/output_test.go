@@ -53,13 +53,42 @@ func TestOutputQueueStalledOutput(t *testing.T) {
 		t.Fatalf("accepted %d, dropped %d of 10 with a queue of 4: want 4 or 5 accepted and the rest counted", accepted, q.drops.Load())
 	}
 	close(w.release)
-	q.close()
-	if len(w.got) != accepted || q.written[event.KindOOMKill] != uint64(accepted) {
-		t.Fatalf("written %v (counted %d): want the %d accepted", w.got, q.written[event.KindOOMKill], accepted)
+	if n := q.close(10 * time.Second); n != 0 {
+		t.Fatalf("close counted %d lines unwritten once the output moved again", n)
+	}
+	if written := q.writtenSoFar()[event.KindOOMKill]; len(w.got) != accepted || written != uint64(accepted) {
+		t.Fatalf("written %v (counted %d): want the %d accepted", w.got, written, accepted)
 	}
 	for i, pid := range w.got {
 		if pid != uint32(i+1) {
 			t.Fatalf("written %v: want the accepted events in order", w.got)
 		}
+	}
+}
+
+// An output that never moves again does not hold a stopping agent: close
+// returns after its grace and counts what was not written as dropped.
+func TestOutputQueueCloseBoundedWhenBlocked(t *testing.T) {
+	w := &stalledWriter{release: make(chan struct{})}
+	defer close(w.release)
+	q := startOutput(w, 4, zap.NewNop())
+	for pid := uint32(1); pid <= 3; pid++ {
+		if !q.put(&event.Event{Event: event.KindOOMKill, Victim: &event.Victim{PID: pid}}) {
+			t.Fatalf("put %d refused with room in the queue", pid)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(q.ch) != 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first line")
+		}
+	}
+	start := time.Now()
+	n := q.close(100 * time.Millisecond)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("close took %v with the output blocked, want about its grace", took)
+	}
+	// One line blocked in Write, two still queued.
+	if n != 3 || q.drops.Load() != 3 || len(q.writtenSoFar()) != 0 {
+		t.Errorf("close counted %d unwritten, drops %d, written %v: want the 3 lines dropped and none written", n, q.drops.Load(), q.writtenSoFar())
 	}
 }

@@ -23,7 +23,7 @@ type Decoder struct {
 	BootToWall func(bootNS uint64) time.Time
 	// GFP names allocation flags; nil leaves gfp names out.
 	GFP *gfp.Flags
-	// Symbols names kernel stack frames; nil leaves stacks out.
+	// Symbols names kernel stack frames; nil leaves them as addresses.
 	Symbols interface{ Stack([]uint64) []string }
 
 	// inferred is the last OOM whose constraint the tracepoint tier
@@ -256,10 +256,16 @@ func (d *Decoder) gfpNames(mask uint32) string {
 }
 
 func (d *Decoder) stack(s *bpf.OomtraceKernelStack) []string {
-	if d.Symbols == nil {
-		return nil
-	}
 	n := min(int(s.Depth), len(s.Ips))
+	if d.Symbols == nil {
+		// No symbol table (kallsyms hidden): the bare addresses, which
+		// the kernel's System.map still names.
+		frames := make([]string, n)
+		for i, ip := range s.Ips[:n] {
+			frames[i] = fmt.Sprintf("0x%x", ip)
+		}
+		return frames
+	}
 	return d.Symbols.Stack(s.Ips[:n])
 }
 

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -348,5 +349,20 @@ func TestDecodeGroupKillMembersShareInferredConstraint(t *testing.T) {
 	}
 	if got[2].Constraint != event.ConstraintGlobal || got[2].Memcg != nil {
 		t.Errorf("a kill of another OOM: constraint %q memcg %+v, want its own inference (global)", got[2].Constraint, got[2].Memcg)
+	}
+}
+
+// Without a symbol table (kallsyms hidden) a stack is still reported, as
+// the bare addresses, innermost first.
+func TestDecodeStackWithoutSymbols(t *testing.T) {
+	r := seed000Record()
+	r.Stack.Depth = 2
+	r.Stack.Ips[0], r.Stack.Ips[1] = 0xffffffff81234567, 0xffffffff8100abcd
+	e, err := testDecoder().Decode(encode(t, &r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0xffffffff81234567", "0xffffffff8100abcd"}; !slices.Equal(e.Stack, want) {
+		t.Errorf("stack %q, want %q", e.Stack, want)
 	}
 }

@@ -46,7 +46,8 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run the tracing agent, as a DaemonSet does. Every OOM kill becomes one
 JSON object on stdout (fields: docs/events.md). The agent's own logs go to
 stderr. SIGINT or SIGTERM detaches every probe, writes out the events
-already captured, and exits 0.
+already captured, and exits 0 (a stdout that takes no line for 5 s is
+given up on, its lines counted as dropped).
 
 An event in a Kubernetes pod names its namespace, pod and container, from
 the node's container runtime (CRI socket), and its workload, from the

@@ -46,6 +46,15 @@ struct {
 	__type(value, __u64);
 } alloc_total_bucket SEC(".maps");
 
+/* Where a new key's first tally is built: off the stack, which the
+ * programs that call on_alloc_failure have little of left. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct alloc_tally);
+} alloc_tally_scratch SEC(".maps");
+
 /*
  * A token bucket as a virtual schedule (GCRA): tat is when the bucket is
  * next full again. A failure at now conforms when tat is at most
@@ -68,11 +77,16 @@ static __always_inline __u64 bucket_take(__u64 tat, __u64 now, const struct allo
 static __always_inline struct alloc_tally *alloc_tally_of(const struct alloc_key *key, __u64 now)
 {
 	struct alloc_tally *t = bpf_map_lookup_elem(&alloc_tallies, key);
-	struct alloc_tally fresh = {.first_ns = now};
+	__u32 zero = 0;
 
 	if (t)
 		return t;
-	bpf_map_update_elem(&alloc_tallies, key, &fresh, BPF_NOEXIST);
+	t = bpf_map_lookup_elem(&alloc_tally_scratch, &zero);
+	if (!t)
+		return NULL;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->first_ns = now;
+	bpf_map_update_elem(&alloc_tallies, key, t, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&alloc_tallies, key);
 }
 

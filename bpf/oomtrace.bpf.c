@@ -365,7 +365,8 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct mem_cgroup *memcg = task_memcg(task);
-	struct alloc_limits lim = alloc_record_limits;
+	/* Not copied: the stack is nearly full. */
+	const struct alloc_limits *lim = (const struct alloc_limits *)&alloc_record_limits;
 	struct alloc_failure_event *e;
 	struct alloc_key key = {.order = order, .gfp_mask = gfp_mask};
 	struct alloc_tally *t;
@@ -385,7 +386,7 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 	now = bpf_ktime_get_boot_ns();
 	key.memcg_id = memcg ? memcg_id(memcg) : 0;
 	t = alloc_tally_of(&key, now);
-	if (t && !alloc_take_token(t, now, &lim)) {
+	if (t && !alloc_take_token(t, now, lim)) {
 		alloc_count(t, false, now);
 		return;
 	}
@@ -396,8 +397,10 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 		/* Folded rather than lost: the count stays exact. */
 		if (t)
 			alloc_count(t, false, now);
-		else
+		else {
 			counter_inc(COUNTER_RINGBUF_FULL);
+			ringbuf_lost_inc(EVENT_ALLOC_FAILURE);
+		}
 		return;
 	}
 	e->hdr.boot_ns = now;

@@ -212,6 +212,7 @@ type OomtraceTaskInfo struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	OomtraceMapAllocTallies             = "alloc_tallies"
+	OomtraceMapAllocTallyScratch        = "alloc_tally_scratch"
 	OomtraceMapAllocTotalBucket         = "alloc_total_bucket"
 	OomtraceMapCounters                 = "counters"
 	OomtraceMapEvents                   = "events"
@@ -314,17 +315,18 @@ type OomtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OomtraceMapSpecs struct {
-	AllocTallies     *ebpf.MapSpec `ebpf:"alloc_tallies"`
-	AllocTotalBucket *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
-	Counters         *ebpf.MapSpec `ebpf:"counters"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	LastMark         *ebpf.MapSpec `ebpf:"last_mark"`
-	MemcgOomCalls    *ebpf.MapSpec `ebpf:"memcg_oom_calls"`
-	OomChosen        *ebpf.MapSpec `ebpf:"oom_chosen"`
-	OomCtx           *ebpf.MapSpec `ebpf:"oom_ctx"`
-	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
-	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
-	RingbufLost      *ebpf.MapSpec `ebpf:"ringbuf_lost"`
+	AllocTallies      *ebpf.MapSpec `ebpf:"alloc_tallies"`
+	AllocTallyScratch *ebpf.MapSpec `ebpf:"alloc_tally_scratch"`
+	AllocTotalBucket  *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	LastMark          *ebpf.MapSpec `ebpf:"last_mark"`
+	MemcgOomCalls     *ebpf.MapSpec `ebpf:"memcg_oom_calls"`
+	OomChosen         *ebpf.MapSpec `ebpf:"oom_chosen"`
+	OomCtx            *ebpf.MapSpec `ebpf:"oom_ctx"`
+	OomKillsSeen      *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	OomSeq            *ebpf.MapSpec `ebpf:"oom_seq"`
+	RingbufLost       *ebpf.MapSpec `ebpf:"ringbuf_lost"`
 }
 
 // OomtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -367,22 +369,24 @@ func (o *OomtraceObjects) Close() error {
 //
 // It can be passed to LoadOomtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OomtraceMaps struct {
-	AllocTallies     *ebpf.Map `ebpf:"alloc_tallies"`
-	AllocTotalBucket *ebpf.Map `ebpf:"alloc_total_bucket"`
-	Counters         *ebpf.Map `ebpf:"counters"`
-	Events           *ebpf.Map `ebpf:"events"`
-	LastMark         *ebpf.Map `ebpf:"last_mark"`
-	MemcgOomCalls    *ebpf.Map `ebpf:"memcg_oom_calls"`
-	OomChosen        *ebpf.Map `ebpf:"oom_chosen"`
-	OomCtx           *ebpf.Map `ebpf:"oom_ctx"`
-	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
-	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
-	RingbufLost      *ebpf.Map `ebpf:"ringbuf_lost"`
+	AllocTallies      *ebpf.Map `ebpf:"alloc_tallies"`
+	AllocTallyScratch *ebpf.Map `ebpf:"alloc_tally_scratch"`
+	AllocTotalBucket  *ebpf.Map `ebpf:"alloc_total_bucket"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	Events            *ebpf.Map `ebpf:"events"`
+	LastMark          *ebpf.Map `ebpf:"last_mark"`
+	MemcgOomCalls     *ebpf.Map `ebpf:"memcg_oom_calls"`
+	OomChosen         *ebpf.Map `ebpf:"oom_chosen"`
+	OomCtx            *ebpf.Map `ebpf:"oom_ctx"`
+	OomKillsSeen      *ebpf.Map `ebpf:"oom_kills_seen"`
+	OomSeq            *ebpf.Map `ebpf:"oom_seq"`
+	RingbufLost       *ebpf.Map `ebpf:"ringbuf_lost"`
 }
 
 func (m *OomtraceMaps) Close() error {
 	return _OomtraceClose(
 		m.AllocTallies,
+		m.AllocTallyScratch,
 		m.AllocTotalBucket,
 		m.Counters,
 		m.Events,

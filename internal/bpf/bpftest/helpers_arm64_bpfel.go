@@ -66,6 +66,7 @@ type HelpersLastMark struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	HelpersMapAllocTallies      = "alloc_tallies"
+	HelpersMapAllocTallyScratch = "alloc_tally_scratch"
 	HelpersMapAllocTotalBucket  = "alloc_total_bucket"
 	HelpersMapCounters          = "counters"
 	HelpersMapEvents            = "events"
@@ -137,14 +138,15 @@ type HelpersProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HelpersMapSpecs struct {
-	AllocTallies     *ebpf.MapSpec `ebpf:"alloc_tallies"`
-	AllocTotalBucket *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
-	Counters         *ebpf.MapSpec `ebpf:"counters"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	LastMark         *ebpf.MapSpec `ebpf:"last_mark"`
-	OomKillsSeen     *ebpf.MapSpec `ebpf:"oom_kills_seen"`
-	OomSeq           *ebpf.MapSpec `ebpf:"oom_seq"`
-	RingbufLost      *ebpf.MapSpec `ebpf:"ringbuf_lost"`
+	AllocTallies      *ebpf.MapSpec `ebpf:"alloc_tallies"`
+	AllocTallyScratch *ebpf.MapSpec `ebpf:"alloc_tally_scratch"`
+	AllocTotalBucket  *ebpf.MapSpec `ebpf:"alloc_total_bucket"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	LastMark          *ebpf.MapSpec `ebpf:"last_mark"`
+	OomKillsSeen      *ebpf.MapSpec `ebpf:"oom_kills_seen"`
+	OomSeq            *ebpf.MapSpec `ebpf:"oom_seq"`
+	RingbufLost       *ebpf.MapSpec `ebpf:"ringbuf_lost"`
 }
 
 // HelpersVariableSpecs contains global variables before they are loaded into the kernel.
@@ -177,19 +179,21 @@ func (o *HelpersObjects) Close() error {
 //
 // It can be passed to LoadHelpersObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HelpersMaps struct {
-	AllocTallies     *ebpf.Map `ebpf:"alloc_tallies"`
-	AllocTotalBucket *ebpf.Map `ebpf:"alloc_total_bucket"`
-	Counters         *ebpf.Map `ebpf:"counters"`
-	Events           *ebpf.Map `ebpf:"events"`
-	LastMark         *ebpf.Map `ebpf:"last_mark"`
-	OomKillsSeen     *ebpf.Map `ebpf:"oom_kills_seen"`
-	OomSeq           *ebpf.Map `ebpf:"oom_seq"`
-	RingbufLost      *ebpf.Map `ebpf:"ringbuf_lost"`
+	AllocTallies      *ebpf.Map `ebpf:"alloc_tallies"`
+	AllocTallyScratch *ebpf.Map `ebpf:"alloc_tally_scratch"`
+	AllocTotalBucket  *ebpf.Map `ebpf:"alloc_total_bucket"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	Events            *ebpf.Map `ebpf:"events"`
+	LastMark          *ebpf.Map `ebpf:"last_mark"`
+	OomKillsSeen      *ebpf.Map `ebpf:"oom_kills_seen"`
+	OomSeq            *ebpf.Map `ebpf:"oom_seq"`
+	RingbufLost       *ebpf.Map `ebpf:"ringbuf_lost"`
 }
 
 func (m *HelpersMaps) Close() error {
 	return _HelpersClose(
 		m.AllocTallies,
+		m.AllocTallyScratch,
 		m.AllocTotalBucket,
 		m.Counters,
 		m.Events,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/agent"
+	"github.com/oomtrace/oomtrace/internal/benchreport"
 	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/event/eventtest"
 	"github.com/oomtrace/oomtrace/internal/probe"
@@ -21,41 +22,49 @@ import (
 
 // floodScript floods the allocator with failures from the test module
 // (flood=1: order-$ORDER allocations from ZONE_DMA without reclaim, all
-// but the first few failing at once): first without the agent, for the
-// rate the kernel manages alone, then with the agent on tier $TIER, each
-// for $FLOOD_MS (twice: busybox insmod runs a failing init again). It
-// reads the agent's CPU time (/proc/PID/stat, in USER_HZ = 1/100 s)
-// over 3 s idle, and over the flood and the two fold intervals after it.
+// but the first few failing at once) for $FLOOD_MS, twice (busybox
+// insmod runs a failing init again): first without the agent, for the
+// rate the kernel manages alone; then with an agent that has the
+// allocation failure hook off, for what the flood alone costs the
+// agent's CPU (the control); then with the agent on tier $TIER as
+// deployed. For each agent it reads the agent's CPU time (/proc/PID/stat,
+// in USER_HZ = 1/100 s) over 3 s idle, and over the flood and the two
+// fold intervals after it.
 const floodScript = `
 echo -1000 > /proc/self/oom_score_adj
 result() { echo "$1 $2" >> /tmp/results; }
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
 now_cs() { awk '{printf "%d", $1 * 100}' /proc/uptime; }
 flood() { insmod /allocfail.ko flood=1 order=$ORDER flood_ms=$FLOOD_MS 2>/dev/null; }
+with_agent() {
+	name=$1; shift
+	rm -f /tmp/ready
+	oomtrace agent --tier $TIER --metrics-addr= --node-name vm --ready-file /tmp/ready "$@" > /tmp/$name.jsonl 2> /tmp/$name.log &
+	AGENT=$!
+	i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+	[ -f /tmp/ready ] || { section agentlog < /tmp/$name.log; exit 10; }
+	sleep 1
+	result ${name}_cpu_idle $(cpu $AGENT)
+	result ${name}_t_idle $(now_cs)
+	sleep 3
+	result ${name}_cpu_before $(cpu $AGENT)
+	result ${name}_t_before $(now_cs)
+	dmesg -c > /dev/null
+	flood
+	result ${name}_t_flood_end $(now_cs)
+	sleep 2
+	result ${name}_cpu_after $(cpu $AGENT)
+	result ${name}_t_after $(now_cs)
+	kill -TERM $AGENT; wait $AGENT; result ${name}_exit $?
+	dmesg | grep 'oomtrace_allocfail: flood' | section ${name}_flood
+}
 
 flood
 dmesg | grep 'oomtrace_allocfail: flood' | section baseline
-dmesg -c > /dev/null
-
-oomtrace agent --tier $TIER --metrics-addr= --node-name vm --ready-file /tmp/ready > /tmp/events.jsonl 2> /tmp/agent.log &
-AGENT=$!
-i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
-[ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
-sleep 1
-result cpu_idle $(cpu $AGENT)
-result t_idle $(now_cs)
-sleep 3
-result cpu_before $(cpu $AGENT)
-result t_before $(now_cs)
-flood
-result t_flood_end $(now_cs)
-sleep 2
-result cpu_after $(cpu $AGENT)
-result t_after $(now_cs)
-kill -TERM $AGENT; wait $AGENT; result agent_exit $?
-section events < /tmp/events.jsonl
+with_agent control --alloc-failures=false
+with_agent agent
+section events < /tmp/agent.jsonl
 section agentlog < /tmp/agent.log
-dmesg | grep 'oomtrace_allocfail: flood' | section flood
 section results < /tmp/results
 `
 
@@ -75,10 +84,10 @@ type flood struct {
 	foldedCount          uint64
 	counters             probe.Counters
 	// The agent's CPU time over window (the flood and 2 s after it), and
-	// over idleWindow before it.
-	agentCPU, window, floodWall time.Duration
-	idleCPU, idleWindow         time.Duration
-	lines                       []*event.Event
+	// over idleWindow before it; control is the same for an agent with
+	// the allocation failure hook off.
+	agent, control agentCPU
+	lines          []*event.Event
 }
 
 // rateIn is failures a second with the agent attached.
@@ -105,22 +114,17 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time
 	}
 	f := flood{kernel: k.Release, tier: tier}
 	f.baseFailures, f.baseTime = floodLog(t, res.Section("baseline"))
-	f.failures, f.floodTime = floodLog(t, res.Section("flood"))
+	f.failures, f.floodTime = floodLog(t, res.Section("agent_flood"))
 	results := map[string]float64{}
 	for _, line := range strings.Split(res.Section("results"), "\n") {
 		if name, v, ok := strings.Cut(line, " "); ok {
 			results[name], _ = strconv.ParseFloat(v, 64)
 		}
 	}
-	if results["agent_exit"] != 0 {
-		t.Fatalf("agent exited %v:\n%s", results["agent_exit"], res.Section("agentlog"))
+	if results["agent_exit"] != 0 || results["control_exit"] != 0 {
+		t.Fatalf("agent exited %v (the control %v):\n%s", results["agent_exit"], results["control_exit"], res.Section("agentlog"))
 	}
-	cs := func(v float64) time.Duration { return time.Duration(v) * 10 * time.Millisecond }
-	f.agentCPU = cs(results["cpu_after"] - results["cpu_before"])
-	f.window = cs(results["t_after"] - results["t_before"])
-	f.floodWall = cs(results["t_flood_end"] - results["t_before"])
-	f.idleCPU = cs(results["cpu_before"] - results["cpu_idle"])
-	f.idleWindow = cs(results["t_before"] - results["t_idle"])
+	f.agent, f.control = agentCPUOf(results, "agent_"), agentCPUOf(results, "control_")
 
 	schema := eventtest.Schema(t)
 	for _, line := range strings.Split(strings.TrimSpace(res.Section("events")), "\n") {
@@ -142,6 +146,28 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time
 	}
 	f.counters = stoppedCounters(t, res.Section("agentlog"))
 	return f
+}
+
+// agentCPU is an agent's CPU time over a flood and the 2 s after it
+// (window; the flood itself took floodWall), and over 3 s idle before.
+type agentCPU struct {
+	flood, window, floodWall time.Duration
+	idle, idleWindow         time.Duration
+}
+
+// share is CPU time over a wall time, in percent of one CPU.
+func share(cpu, wall time.Duration) float64 { return 100 * cpu.Seconds() / wall.Seconds() }
+
+func agentCPUOf(results map[string]float64, prefix string) agentCPU {
+	v := func(name string) float64 { return results[prefix+name] }
+	cs := func(x float64) time.Duration { return time.Duration(x) * 10 * time.Millisecond }
+	return agentCPU{
+		flood:      cs(v("cpu_after") - v("cpu_before")),
+		window:     cs(v("t_after") - v("t_before")),
+		floodWall:  cs(v("t_flood_end") - v("t_before")),
+		idle:       cs(v("cpu_before") - v("cpu_idle")),
+		idleWindow: cs(v("t_before") - v("t_idle")),
+	}
 }
 
 // floodLog sums the test module's "flood: F of N ... failed in U us"
@@ -200,14 +226,14 @@ func checkFlood(t *testing.T, f flood) {
 	}
 	// The burst first, then the key's rate, over the flood's wall time;
 	// one more for two CPUs taking the same token at once.
-	maxRecords := int(lim.KeyBurst) + int(math.Ceil(lim.KeyRate*f.floodWall.Seconds())) + 1
+	maxRecords := int(lim.KeyBurst) + int(math.Ceil(lim.KeyRate*f.agent.floodWall.Seconds())) + 1
 	if f.records < int(lim.KeyBurst) || f.records > maxRecords {
-		t.Errorf("%d alloc_failure lines in a flood of %v: want the burst of %d, at most %d", f.records, f.floodWall, lim.KeyBurst, maxRecords)
+		t.Errorf("%d alloc_failure lines in a flood of %v: want the burst of %d, at most %d", f.records, f.agent.floodWall, lim.KeyBurst, maxRecords)
 	}
 	// One folded line per interval (1 s) while the key floods, and the
 	// last at exit.
-	if maxFolded := int(math.Ceil(f.window.Seconds())) + 2; f.foldedLines == 0 || f.foldedLines > maxFolded {
-		t.Errorf("%d alloc_failures_folded lines over %v: want 1 to %d", f.foldedLines, f.window, maxFolded)
+	if maxFolded := int(math.Ceil(f.agent.window.Seconds())) + 2; f.foldedLines == 0 || f.foldedLines > maxFolded {
+		t.Errorf("%d alloc_failures_folded lines over %v: want 1 to %d", f.foldedLines, f.agent.window, maxFolded)
 	}
 	if f.counters.RingBufFull != 0 {
 		t.Errorf("ring buffer full %d times in a folded flood", f.counters.RingBufFull)
@@ -228,9 +254,39 @@ func TestAllocFlood(t *testing.T) {
 				}
 				f := runFlood(t, g, k, tier, 3*time.Second)
 				checkFlood(t, f)
-				t.Logf("%s %s: %d failures in %v (%.0f/s; %.0f/s without the agent): %d alloc_failure lines, %d folded lines counting %d; agent CPU %v over %v (idle: %v over %v)",
-					f.kernel, f.tier, f.failures, f.floodTime, f.rateIn(), float64(f.baseFailures)/f.baseTime.Seconds(), f.records, f.foldedLines, f.foldedCount, f.agentCPU, f.window, f.idleCPU, f.idleWindow)
+				t.Logf("%s %s: %d failures in %v (%.0f/s; %.0f/s without the agent): %d alloc_failure lines, %d folded lines counting %d; agent CPU %v over %v (hook off: %v; idle: %v over %v)",
+					f.kernel, f.tier, f.failures, f.floodTime, f.rateIn(), float64(f.baseFailures)/f.baseTime.Seconds(), f.records, f.foldedLines, f.foldedCount, f.agent.flood, f.agent.window, f.control.flood, f.agent.idle, f.agent.idleWindow)
 			})
 		}
 	}
+}
+
+// The flood benchmark: failures in, lines out, folded counts, and what
+// the flood costs the agent's CPU, against the same agent with the hook
+// off in the same VM (qemu TCG: rates are the emulator's, ratios hold).
+func TestBenchAllocFlood(t *testing.T) {
+	benchreport.Require(t)
+	kernels, g := matrixSetup(t)
+	var b strings.Builder
+	b.WriteString("| kernel | tier | failures/s alone | failures/s, agent | failures | alloc_failure lines | folded lines | folded count | exact | lines/s out | agent CPU, flood | same, hook off | agent CPU, idle |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, k := range kernels {
+		if g.modules[k.Series] == "" {
+			t.Errorf("%s: the test module did not build", k.Series)
+			continue
+		}
+		for _, tier := range []string{"kprobe", "tracepoint"} {
+			f := runFlood(t, g, k, tier, 3*time.Second)
+			checkFlood(t, f)
+			exact := "yes"
+			if uint64(f.records)+f.foldedCount != uint64(f.failures) || f.counters.AllocFailures != uint64(f.failures) {
+				exact = "NO"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %d | %d | %d | %d | %s | %.1f | %.1f %% | %.1f %% | %.1f %% |\n",
+				f.kernel, f.tier, float64(f.baseFailures)/f.baseTime.Seconds(), f.rateIn(), f.failures, f.records, f.foldedLines, f.foldedCount, exact,
+				float64(f.records+f.foldedLines)/f.agent.window.Seconds(),
+				share(f.agent.flood, f.agent.window), share(f.control.flood, f.control.window), share(f.agent.idle, f.agent.idleWindow))
+		}
+	}
+	benchreport.Write(t, "50-alloc-flood", b.String())
 }

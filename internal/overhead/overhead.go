@@ -62,7 +62,7 @@ func (w Workload) Args(dir string) []string {
 var HostWorkloads = []Workload{{"fault", 32}, {"pagecache", 512}, {"pipe", 32}}
 
 // VMWorkloads are smaller: qemu emulates the guest's CPU.
-var VMWorkloads = []Workload{{"fault", 16}, {"pagecache", 128}, {"pipe", 4}}
+var VMWorkloads = []Workload{{"fault", 16}, {"pagecache", 32}, {"pipe", 4}}
 
 // Measurements collect allocload's results by workload, arm and round.
 type Measurements struct {

@@ -95,6 +95,9 @@ type BootOptions struct {
 	// Console, when set, also gets the console output as it arrives (for
 	// example a writer that logs to the test).
 	Console io.Writer
+	// QEMUArgs are added to qemu's command line (e.g. -icount, for guest
+	// time that counts instructions, not the host's seconds).
+	QEMUArgs []string
 }
 
 // Result is what a run printed.
@@ -187,6 +190,7 @@ func Boot(ctx context.Context, opts BootOptions) (Result, error) {
 		"-serial", "file:" + outPath, // ttyS1, see OutputPort
 	}
 	args = append(args, numaArgs(opts.MemoryMiB, opts.CPUs, opts.NUMANodes)...)
+	args = append(args, opts.QEMUArgs...)
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	var console bytes.Buffer
 	if opts.Console != nil {

@@ -18,47 +18,72 @@ import (
 	"github.com/oomtrace/oomtrace/internal/event"
 )
 
-// kmsg reads the kernel log (/dev/kmsg) from the moment it was opened.
-type kmsg struct{ fd int }
+// kmsg reads the kernel log (/dev/kmsg) from the moment it was opened,
+// as it is written: the log is a ring, and an OOM report is long enough
+// that a storm's would overwrite each other before a late reader came.
+type kmsg struct {
+	fd          int
+	stop, done  chan struct{}
+	msgs        []string
+	overwritten int
+	err         error
+}
 
-func openKmsgFromNow(t *testing.T) *kmsg {
+func followKmsg(t *testing.T) *kmsg {
 	t.Helper()
 	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Skipf("skipped: the kernel log (/dev/kmsg): %v", err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
 	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
 		t.Fatalf("seek /dev/kmsg to its end: %v", err)
 	}
-	return &kmsg{fd: fd}
+	k := &kmsg{fd: fd, stop: make(chan struct{}), done: make(chan struct{})}
+	go k.follow()
+	t.Cleanup(func() { k.messages() })
+	return k
 }
 
-// messages returns the messages logged since open (or the last call), and
-// how many times records were overwritten before they could be read.
-func (k *kmsg) messages(t *testing.T) (msgs []string, overwritten int) {
-	t.Helper()
+func (k *kmsg) follow() {
+	defer close(k.done)
+	defer unix.Close(k.fd)
 	buf := make([]byte, 8192)
 	for {
 		n, err := unix.Read(k.fd, buf)
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			return msgs, overwritten
+			select {
+			case <-k.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
 		case errors.Is(err, unix.EPIPE):
-			overwritten++
+			k.overwritten++
 			continue
 		case err != nil:
-			t.Fatalf("read /dev/kmsg: %v", err)
+			k.err = err
+			return
 		}
 		// "prio,seq,time,flags;message\n", then " KEY=value" lines.
-		rec := string(buf[:n])
-		_, msg, ok := strings.Cut(rec, ";")
-		if !ok {
-			continue
+		if _, msg, ok := strings.Cut(string(buf[:n]), ";"); ok {
+			msg, _, _ = strings.Cut(msg, "\n")
+			k.msgs = append(k.msgs, msg)
 		}
-		msg, _, _ = strings.Cut(msg, "\n")
-		msgs = append(msgs, msg)
 	}
+}
+
+// messages stops following and returns what was logged meanwhile, and how
+// many times records were overwritten before they could be read.
+func (k *kmsg) messages() ([]string, int, error) {
+	select {
+	case <-k.stop:
+	default:
+		close(k.stop)
+	}
+	<-k.done
+	return k.msgs, k.overwritten, k.err
 }
 
 var (
@@ -81,9 +106,13 @@ func TestBenchLogParserComparison(t *testing.T) {
 	tr := newTree(t, h)
 	s := newPodStorm(t, tr, pods)
 	a := startAgent(t)
-	log := openKmsgFromNow(t)
+	log := followKmsg(t)
 	s.run(t, perPod)
-	msgs, overwritten := log.messages(t)
+	time.Sleep(time.Second) // the last reports' lines
+	msgs, overwritten, err := log.messages()
+	if err != nil {
+		t.Fatalf("read /dev/kmsg: %v", err)
+	}
 	events, _ := a.stop(t)
 	kernel := s.kernelKills(t)
 

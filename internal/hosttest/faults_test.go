@@ -446,6 +446,42 @@ func TestSIGTERMWritesWhatIsBuffered(t *testing.T) {
 	}
 }
 
+// SIGTERM in the middle of a live storm: every kill the kernel had
+// counted when the signal was sent is written before the agent exits,
+// and nothing is lost.
+func TestSIGTERMDuringStorm(t *testing.T) {
+	h := requireTracing(t)
+	tr := newTree(t, h)
+	s := newPodStorm(t, tr, 5)
+	a := startAgent(t)
+	bin := memhog(t)
+	stormDone := make(chan error, 1)
+	go func() { stormDone <- s.runIn(bin, 20) }()
+	// Let the storm get going, then stop the agent in the middle of it.
+	var counted uint64
+	for deadline := time.Now().Add(time.Minute); counted < 20; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d kills a minute into the storm", counted)
+		}
+		counted = s.kernelKills(t)
+	}
+	events, stats := a.stop(t) // SIGTERM
+	if err := <-stormDone; err != nil {
+		t.Fatal(err)
+	}
+	lines := uint64(len(s.inStorm(ofKind(events, event.KindOOMKill))))
+	if lines < counted {
+		t.Errorf("%d oom_kill lines for the storm; the kernel had counted %d kills when SIGTERM was sent", lines, counted)
+	}
+	if all := s.kernelKills(t); lines > all {
+		t.Errorf("%d oom_kill lines, more than the %d kills of the whole storm", lines, all)
+	}
+	if stats.KernelDrops.RingBufFull != 0 || stats.QueueDrops != 0 || stats.OutputDrops != 0 {
+		t.Errorf("lost events: %+v", stats)
+	}
+	t.Logf("SIGTERM after %d kills: %d lines written (the storm went on to %d)", counted, lines, s.kernelKills(t))
+}
+
 // bpfObjects are the kernel's ids of a process's BPF programs, maps and
 // links, from the fdinfo of the descriptors it holds.
 type bpfObjects struct{ progs, maps, links []uint32 }

@@ -48,7 +48,13 @@ func newPodStorm(t *testing.T, tr *tree, pods int) *podStorm {
 // hence the longer bound.
 func (s *podStorm) run(t *testing.T, perPod int) {
 	t.Helper()
-	bin := memhog(t)
+	if err := s.runIn(memhog(t), perPod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runIn is run for any goroutine: it returns what went wrong.
+func (s *podStorm) runIn(bin string, perPod int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -65,9 +71,10 @@ func (s *podStorm) run(t *testing.T, perPod int) {
 	s.took = time.Since(start)
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("storm in %s: %v", s.containers[i], err)
+			return fmt.Errorf("storm in %s: %w", s.containers[i], err)
 		}
 	}
+	return nil
 }
 
 // runRespawningInit runs memhog as a container's init in dir that runs n

@@ -15,7 +15,7 @@ IMAGE_ARCH ?= amd64
 
 export BPF_CLANG BPF_CFLAGS
 
-.PHONY: help deps generate build plugin image run test unit vmtest kernels e2e bench check-generated headers clean
+.PHONY: help deps generate build plugin image run test unit fuzz vmtest kernels e2e bench check-generated headers clean
 
 ALL_KERNELS := 5.10 6.1 6.12
 ALL_TIERS   := fentry kprobe tracepoint
@@ -81,6 +81,7 @@ test: deps check-generated build kernels ## run every test (as root): unit, live
 		diff -u docs/kernels.md "$$table" >&2; \
 		echo "docs/kernels.md is out of date: run make vmtest" >&2; exit 1; \
 	fi
+	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory e2e
 
 # The fast suite is `go test -short ./...`: it needs neither root nor VMs.
@@ -98,6 +99,13 @@ unit: ## run the fast suite, go test -short ./... (no root, no VMs; as root, as 
 	setpriv --reuid=$(UNIT_USER) --regid=$$(id -g $(UNIT_USER)) --clear-groups \
 		env HOME=$(UNIT_DIR) GOCACHE=$(UNIT_DIR)/gocache GOMODCACHE=$(UNIT_DIR)/mod GOFLAGS=-modcacherw GOPROXY=off GOTOOLCHAIN=local \
 		$(GO) test -short -count=1 ./...
+
+# Every func Fuzz* of the module runs for FUZZTIME (found by go test
+# -list, so none is forgotten); inputs that crash one are written to its
+# testdata/fuzz directory, to commit with the fix.
+FUZZTIME ?= 15s
+fuzz: ## run every Go fuzz target for FUZZTIME each (default 15s; FUZZ_RUN=RE narrows by name)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 kernels: ## fetch the Debian kernels and headers the VM tests boot (cached outside the repo)
 	bash scripts/vm/fetch-kernels.sh --headers $(KERNELS)

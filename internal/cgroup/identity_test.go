@@ -4,6 +4,7 @@ package cgroup
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -75,11 +76,29 @@ func TestIdentify(t *testing.T) {
 	}
 }
 
+// FuzzIdentify covers the cgroup path parser, Identify and PodPath: an
+// identity only from a well-formed pod uid and container ID, both
+// parsers agreeing on which paths are a pod's, and the pod's path being
+// whole levels of the path, naming the same pod.
 func FuzzIdentify(f *testing.F) {
-	f.Add("/kubepods/burstable/pod" + uid + "/" + cid)
-	f.Add("/kubepods.slice/kubepods-pod" + uid + ".slice/cri-containerd-" + cid + ".scope")
+	for _, p := range []string{
+		"/kubepods/burstable/pod" + uid + "/" + cid,
+		"/kubepods/pod" + uid + "/" + cid + "/nested",
+		"/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + cid + ".scope",
+		"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + cid + ".scope",
+		"/kubepods/besteffort/pod" + uid + "/crio-conmon-" + cid,
+		"/kubepods/burstable/pod" + uid + "/\x1b[31m\n\xff",
+		"//kubepods//pod" + uid + "//",
+		"/system.slice/docker-" + cid + ".scope",
+	} {
+		f.Add(p)
+	}
 	f.Fuzz(func(t *testing.T, path string) {
 		id := Identify(path)
+		pod := PodPath(path)
+		if (id == nil) != (pod == "") {
+			t.Fatalf("Identify(%q) = %+v but PodPath = %q", path, id, pod)
+		}
 		if id == nil {
 			return
 		}
@@ -88,6 +107,16 @@ func FuzzIdentify(f *testing.F) {
 		}
 		if id.ContainerID != "" && !idRE.MatchString(id.ContainerID) {
 			t.Errorf("Identify(%q): container id %q is not 64 hex digits", path, id.ContainerID)
+		}
+		if id.QOS != QOSGuaranteed && id.QOS != QOSBurstable && id.QOS != QOSBestEffort {
+			t.Errorf("Identify(%q): QoS class %q", path, id.QOS)
+		}
+		whole := "/" + strings.Trim(path, "/") + "/"
+		if !strings.HasPrefix(whole, pod+"/") {
+			t.Errorf("PodPath(%q) = %q: not whole levels of the path", path, pod)
+		}
+		if again := Identify(pod); again == nil || again.PodUID != id.PodUID || again.QOS != id.QOS {
+			t.Errorf("PodPath(%q) = %q, identified as %+v; the path as %+v", path, pod, again, id)
 		}
 	})
 }

@@ -662,3 +662,39 @@ func rmdirRetry(dir string) error {
 	}
 	return fmt.Errorf("rmdir %s: %w", dir, err)
 }
+
+// FuzzReadMemoryStat: whatever a memory.stat holds (v1 or v2), reading
+// it gives numbers or an error naming the cgroup, never a panic, and the
+// page cache without shmem never wraps below zero.
+func FuzzReadMemoryStat(f *testing.F) {
+	for _, s := range []string{v1ContainerStat, v1PodStat} {
+		f.Add(s, uint8(1))
+	}
+	for _, s := range []string{v2Stat510, v2Stat61} {
+		f.Add(s, uint8(2))
+	}
+	f.Add("total_cache 1\ntotal_shmem 2\n", uint8(1))
+	f.Add("anon 1\nfile 1\nshmem 18446744073709551615\nkernel x\n", uint8(2))
+	f.Fuzz(func(t *testing.T, stat string, version uint8) {
+		const path = "/kubepods/pod1"
+		v := 1 + int(version%2)
+		mount := filepath.Join(t.TempDir(), "memory")
+		files := map[string]string{"memory.stat": stat, "memory.oom_control": v1OOMControl}
+		if v == 2 {
+			files = map[string]string{"memory.stat": stat, "memory.current": "1\n", "memory.max": "max\n"}
+		}
+		fakeCgroup(t, mount, path, files)
+		st, err := Hierarchy{Version: v, Mount: mount}.ReadMemoryStat(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("v%d error does not name the cgroup: %v", v, err)
+			}
+			return
+		}
+		// file is cache - shmem, or 0: the two add up to the cache,
+		// which a wrapped difference would overflow.
+		if st.FileBytes+st.ShmemBytes < st.ShmemBytes {
+			t.Fatalf("v%d: file bytes wrapped: %+v", v, st)
+		}
+	})
+}

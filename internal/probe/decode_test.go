@@ -3,7 +3,9 @@
 package probe
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -312,14 +314,43 @@ func TestAncestorPath(t *testing.T) {
 	}
 }
 
+// FuzzDecode: random bytes give an error, never a panic; and whatever a
+// record holds, its event encodes to one line of valid JSON.
 func FuzzDecode(f *testing.F) {
-	r := seed000Record()
-	f.Add(encode(&testing.T{}, &r))
+	t := &testing.T{}
+	kill := seed000Record()
+	f.Add(encode(t, &kill))
+	exiting := seed000Record()
+	exiting.Hdr.Kind = uint32(bpf.OomtraceEventKindEVENT_OOM_VICTIM_EXITING)
+	f.Add(encode(t, &exiting))
+	hostile := seed000Record()
+	setString(hostile.Victim.Comm[:], "a\"\x1b[31m\n\xff")
+	setPath(&hostile.VictimCgroup, "/x\u202e\r\x80")
+	hostile.TriggerCgroup.Len = 65535
+	f.Add(encode(t, &hostile))
+	memcg := memcgOOMRecord()
+	f.Add(encode(t, &memcg))
+	var alloc bpf.OomtraceAllocFailureEvent
+	alloc.Hdr.Kind = uint32(bpf.OomtraceEventKindEVENT_ALLOC_FAILURE)
+	alloc.Order, alloc.GfpMask = 9, 0x346cca
+	f.Add(encode(t, &alloc))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, err := testDecoder().Decode(raw)
-		if err == nil && e == nil {
+		if err != nil {
+			return
+		}
+		if e == nil {
 			t.Fatal("no event and no error")
+		}
+		buf, err := event.EncodeLine(e)
+		if err != nil {
+			t.Fatalf("decoded event does not encode: %v", err)
+		}
+		defer buf.Free()
+		line := buf.Bytes()
+		if bytes.IndexByte(line, '\n') != len(line)-1 || !json.Valid(line) {
+			t.Fatalf("decoded event is not one line of JSON: %q", line)
 		}
 	})
 }

@@ -175,10 +175,10 @@ func compactSize(b uint64) string {
 
 // name keeps names chosen by others from moving the cursor, breaking
 // the row or passing for two cells: a name that is not one plain word is
-// quoted, with escapes. "-" stands for none.
+// quoted, with escapes. "-" stands for none, or an empty one.
 func name(s string) string {
-	if s == "-" {
-		return s
+	if s == "-" || s == "" {
+		return "-"
 	}
 	return safetext.Quote(s)
 }

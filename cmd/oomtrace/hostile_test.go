@@ -6,12 +6,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oomtrace/oomtrace/internal/event"
 	"github.com/oomtrace/oomtrace/internal/safetext"
 	"github.com/oomtrace/oomtrace/internal/safetext/safetexttest"
 )
@@ -41,6 +44,39 @@ func TestLogEscapesHostileNames(t *testing.T) {
 		for k, want := range map[string]string{"msg": "memory.stat of /" + e, "comm": e, "cgroup": "/" + e, "error": "open /" + e + ": gone"} {
 			if fields[k] != want {
 				t.Errorf("name %q: %s = %q, want %q", s, k, fields[k], want)
+			}
+		}
+	}
+}
+
+// A trace session's summary names pods and cgroups chosen by others
+// quoted with escapes: nothing raw reaches the terminal, and each name
+// keeps a line of its own.
+func TestTraceSummaryHostileNames(t *testing.T) {
+	for _, s := range safetexttest.Names {
+		out, err := newSessionOutput("table", io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess := &session{out: out, start: time.Now(), byKind: map[string]uint64{}, byPod: map[string]uint64{}}
+		for _, e := range []*event.Event{
+			{Event: event.KindOOMKill, Victim: &event.Victim{Comm: s}, K8s: &event.K8s{Namespace: s, Pod: s, PodUID: "u"}},
+			{Event: event.KindOOMKill, Victim: &event.Victim{Comm: s}, K8s: &event.K8s{PodUID: s}},
+			{Event: s, Memcg: &event.Memcg{Path: "/" + s}},
+		} {
+			if _, err := sess.show(nil, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		sess.summary(&buf)
+		if u := safetexttest.Unsafe(buf.String(), true); u != "" {
+			t.Errorf("name %q: summary holds a %s:\n%s", s, u, buf.String())
+		}
+		q := safetext.Quote(s)
+		for _, want := range []string{q + "/" + q, "pod " + q, "(no pod) cgroup " + safetext.Quote("/"+s)} {
+			if !strings.Contains(buf.String(), "    "+want+" ") {
+				t.Errorf("name %q: summary lacks a line for %s:\n%s", s, want, buf.String())
 			}
 		}
 	}

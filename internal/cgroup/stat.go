@@ -14,9 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
 )
 
 // MemoryStat is a memory cgroup's usage by kind, in bytes, hierarchical (the cgroup and all below it).
@@ -58,55 +55,33 @@ func (h Hierarchy) ReadMemoryStat(path string) (MemoryStat, error) {
 	return MemoryStat{}, fmt.Errorf("read memory.stat of %s: cgroup version %d is neither 1 nor 2", path, h.Version)
 }
 
+// readMemoryStatV1 and readMemoryStatV2 read memory.stat once and
+// directly: it is read the moment an OOM is reported, while the victim's
+// memory is being freed, so it is on the agent's latency path (a library
+// that opened the cgroup first and read the file twice took ten times as
+// long).
 func (h Hierarchy) readMemoryStatV1(path string) (MemoryStat, error) {
 	dir := filepath.Join(h.Mount, path)
-	// Only memory.stat is wanted: leave out the usage_in_bytes families,
-	// any of which missing (memsw without swapaccount=1, kmem on kernels
-	// without it) would fail the whole read.
-	mem := cgroup1.NewMemory(h.Mount, cgroup1.IgnoreModules("", "memsw", "kmem", "kmem.tcp"))
-	hier := cgroup1.WithHierarchy(func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{mem}, nil
-	})
-	// NewMemory appends "memory" to the root it is given; climbing back out
-	// of that name reaches the mount whatever it is called.
-	cg, err := cgroup1.Load(cgroup1.StaticPath(filepath.Join("..", path)), hier)
-	if err != nil {
-		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, h.gone(dir, err))
-	}
-	m, err := cg.Stat()
-	if err != nil {
-		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, h.gone(dir, err))
-	}
-	if m.Memory == nil {
-		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: no memory stats", path)
-	}
-	// The library leaves out shmem altogether, so memory.stat is read
-	// again for total_shmem; without it the split of cache into file and
-	// shmem is impossible. The two reads are microseconds apart and the
-	// kernel's counters are batched per CPU anyway, so the snapshot is
-	// approximate either way; sub keeps the difference from wrapping.
 	raw, err := readStatFile(filepath.Join(dir, "memory.stat"))
 	if err != nil {
 		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, h.gone(dir, err))
 	}
 	if _, ok := raw["total_cache"]; !ok {
-		// Zeros from the library would look like an idle cgroup.
+		// Zeros would look like an idle cgroup.
 		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: no total_cache key, not a cgroup v1 memory.stat", path)
 	}
-	lib := m.Memory
-	// v1 "rss" is anonymous memory only; "cache" includes shmem.
+	// v1 "rss" is anonymous memory only; "cache" includes shmem. The
+	// total_ keys are hierarchical (the cgroup and all below it).
 	st := MemoryStat{
-		AnonBytes:          lib.TotalRSS,
+		AnonBytes:          raw["total_rss"],
 		ShmemBytes:         raw["total_shmem"],
-		FileBytes:          sub(lib.TotalCache, raw["total_shmem"]),
-		FileDirtyBytes:     lib.TotalDirty,
-		FileWritebackBytes: lib.TotalWriteback,
-		UnevictableBytes:   lib.TotalUnevictable,
+		FileBytes:          sub(raw["total_cache"], raw["total_shmem"]),
+		FileDirtyBytes:     raw["total_dirty"],
+		FileWritebackBytes: raw["total_writeback"],
+		UnevictableBytes:   raw["total_unevictable"],
 	}
 	// v1 has no per-kind kernel stat, only the kmem counter, which covers
-	// slab, stacks and page tables (not TCP buffers: kmem.tcp). It is
-	// read directly because the library reads it only together with
-	// kmem.limit_in_bytes and friends and fails if any is missing. Kernels
+	// slab, stacks and page tables (not TCP buffers: kmem.tcp). Kernels
 	// without kmem accounting lack the file, or fail to read it: 0 then.
 	if n, err := readUintFile(filepath.Join(dir, "memory.kmem.usage_in_bytes")); err == nil {
 		st.KernelBytes = n
@@ -116,33 +91,21 @@ func (h Hierarchy) readMemoryStatV1(path string) (MemoryStat, error) {
 
 func (h Hierarchy) readMemoryStatV2(path string) (MemoryStat, error) {
 	dir := filepath.Join(h.Mount, path)
-	mgr, err := cgroup2.Load(path, cgroup2.WithMountpoint(h.Mount))
-	if err != nil {
-		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, err)
-	}
-	m, err := mgr.StatFiltered(cgroup2.StatMemory)
-	if err != nil {
-		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, h.gone(dir, err))
-	}
-	// The library has no "kernel", "pagetables", "percpu" or "vmalloc", so
-	// memory.stat is read again for those. This read also tells a removed
-	// cgroup apart: the library returns zeros for a missing memory.stat.
 	raw, err := readStatFile(filepath.Join(dir, "memory.stat"))
 	if err != nil {
 		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: %w", path, h.gone(dir, err))
 	}
-	if _, ok := raw["anon"]; !ok || m.Memory == nil {
+	if _, ok := raw["anon"]; !ok {
 		return MemoryStat{}, fmt.Errorf("read memory.stat of %s: no anon key, not a cgroup v2 memory.stat", path)
 	}
-	lib := m.Memory
 	// v2 "file" includes shmem.
 	st := MemoryStat{
-		AnonBytes:          lib.Anon,
-		ShmemBytes:         lib.Shmem,
-		FileBytes:          sub(lib.File, lib.Shmem),
-		FileDirtyBytes:     lib.FileDirty,
-		FileWritebackBytes: lib.FileWriteback,
-		UnevictableBytes:   lib.Unevictable,
+		AnonBytes:          raw["anon"],
+		ShmemBytes:         raw["shmem"],
+		FileBytes:          sub(raw["file"], raw["shmem"]),
+		FileDirtyBytes:     raw["file_dirty"],
+		FileWritebackBytes: raw["file_writeback"],
+		UnevictableBytes:   raw["unevictable"],
 	}
 	if n, ok := raw["kernel"]; ok {
 		// "kernel" leaves socket buffers out; add them, so the number means
@@ -219,8 +182,7 @@ func cleanCgroupPath(path string) (string, error) {
 // vanished reports whether err is what reading a removed cgroup gives:
 // ENOENT when opening its files, ENODEV when it went between open and read.
 func vanished(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) ||
-		errors.Is(err, cgroup1.ErrCgroupDeleted)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)
 }
 
 // gone wraps ErrCgroupGone into err when err came from the cgroup at dir

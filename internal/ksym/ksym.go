@@ -7,6 +7,7 @@ package ksym
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -15,10 +16,14 @@ import (
 	"strings"
 )
 
-// Table is the kernel's text symbols, sorted by address.
+// Table is the kernel's text symbols, sorted by address. The agent keeps
+// it for its whole life (100,000 symbols and more), so the names are one
+// string, cut at ends, rather than a string each: about half the memory,
+// and nothing for the garbage collector to walk.
 type Table struct {
 	addrs []uint64
-	names []string
+	ends  []uint32 // names[i] is blob[ends[i-1]:ends[i]]
+	blob  string
 }
 
 // Load reads /proc/kallsyms. Without privileges the kernel shows every
@@ -35,27 +40,32 @@ func Load() (*Table, error) {
 // Parse reads kallsyms-formatted text: "address type name [module]".
 func Parse(r io.Reader) (*Table, error) {
 	type sym struct {
-		addr uint64
-		name string
+		addr       uint64
+		start, end uint32 // the name in names
 	}
 	var syms []sym
+	var names []byte
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 {
+		// Fields of the line's bytes, not of a string: no allocation per
+		// line.
+		fields := bytes.Fields(sc.Bytes())
+		if len(fields) < 3 || len(fields[1]) != 1 {
 			continue
 		}
-		switch fields[1] {
-		case "t", "T", "w", "W":
+		switch fields[1][0] {
+		case 't', 'T', 'w', 'W':
 		default:
 			continue // data, not code
 		}
-		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		addr, err := strconv.ParseUint(string(fields[0]), 16, 64)
 		if err != nil || addr == 0 {
 			continue
 		}
-		syms = append(syms, sym{addr, fields[2]})
+		start := uint32(len(names))
+		names = append(names, fields[2]...)
+		syms = append(syms, sym{addr, start, uint32(len(names))})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read kernel symbols: %w", err)
@@ -64,11 +74,23 @@ func Parse(r io.Reader) (*Table, error) {
 		return nil, fmt.Errorf("read kernel symbols: no addresses (kernel.kptr_restrict hides them without CAP_SYSLOG)")
 	}
 	sort.Slice(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	t := &Table{addrs: make([]uint64, len(syms)), names: make([]string, len(syms))}
+	t := &Table{addrs: make([]uint64, len(syms)), ends: make([]uint32, len(syms))}
+	blob := make([]byte, 0, len(names))
 	for i, s := range syms {
-		t.addrs[i], t.names[i] = s.addr, s.name
+		blob = append(blob, names[s.start:s.end]...)
+		t.addrs[i], t.ends[i] = s.addr, uint32(len(blob))
 	}
+	t.blob = string(blob)
 	return t, nil
+}
+
+// name is the i-th symbol's name.
+func (t *Table) name(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = t.ends[i-1]
+	}
+	return t.blob[start:t.ends[i]]
 }
 
 // maxOffset bounds how far past a symbol an address may be and still be
@@ -84,7 +106,7 @@ func (t *Table) Name(addr uint64) string {
 	if i < 0 || addr-t.addrs[i] > maxOffset {
 		return fmt.Sprintf("0x%x", addr)
 	}
-	return fmt.Sprintf("%s+0x%x", t.names[i], addr-t.addrs[i])
+	return fmt.Sprintf("%s+0x%x", t.name(i), addr-t.addrs[i])
 }
 
 // dispatchPrefixes name the kernel functions that run a BPF program: the
@@ -128,7 +150,8 @@ func (t *Table) Names(addrs []uint64) []string {
 // or, where the compiler cloned a static function, fn.isra.0 or the like.
 func (t *Table) Find(fn string) (string, bool) {
 	var clone string
-	for _, n := range t.names {
+	for i := range t.addrs {
+		n := t.name(i)
 		if n == fn {
 			return n, true
 		}

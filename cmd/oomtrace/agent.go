@@ -39,6 +39,7 @@ func newAgentCmd() *cobra.Command {
 		names       *nameFlags
 		kubeEvents  bool
 		streamOpts  stream.Options
+		timingsFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -178,6 +179,14 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 					}
 				}
 			}
+			if timingsFile != "" {
+				f, err := os.Create(timingsFile)
+				if err != nil {
+					return fmt.Errorf("--timings-file: %w", err)
+				}
+				defer f.Close()
+				cfg.Timings = f
+			}
 			stats, err := agent.Run(ctx, cfg, out, log)
 			if err != nil {
 				return err
@@ -213,6 +222,9 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.DurationVar(&streamOpts.HistoryAge, "stream-history-age", stream.DefaultHistoryAge, "hold events for a trace session's --since no longer than this")
 	f.IntVar(&streamOpts.SessionBuffer, "stream-session-buffer", stream.DefaultSessionBuffer, "events a trace session may have waiting before its new ones are dropped and counted (a session that reads slowly delays nothing else)")
 	f.BoolVar(&kubeEvents, "kube-events", true, "post a Kubernetes Event on the Pod for each OOM kill (reason OOMKilled, or OOMKilledProcess when the container's main process lives on) and on the Node for node-wide OOMs, a storm of kills folded into one Event with a count; only when the Kubernetes API is used (--kube-api); needs create and patch on events")
+	// The latency benchmark's stage times (internal/hosttest); not for users.
+	f.StringVar(&timingsFile, "timings-file", "", "write each event's stage times, one JSON line per event, to this file")
+	f.MarkHidden("timings-file")
 	return cmd
 }
 

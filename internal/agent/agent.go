@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +65,10 @@ type Config struct {
 	// live view of the loss counters and the BPF programs (metrics read
 	// it when scraped).
 	OnRunning func(*Running)
+	// Timings, if set, gets one JSON line per written event: how long
+	// each stage between the kernel's timestamp and the written line took
+	// (the latency benchmark's breakdown; not part of the event contract).
+	Timings io.Writer
 }
 
 // Sink is handed every event once it is enriched, as its line is queued
@@ -139,6 +145,10 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		return stats, err
 	}
 	defer probes.Close()
+	// Loading parsed the kernel's BTF and symbol table: the heap grew to
+	// several times what the agent keeps. Hand that back now rather than
+	// when the runtime's scavenger gets to it, minutes later.
+	debug.FreeOSMemory()
 	logChoices(probes.Choices, log)
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte("ready\n"), 0o644); err != nil {
@@ -157,8 +167,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	} else {
 		log.Warn("kernel stack frames will be addresses, not names: /proc/kallsyms is unreadable or hides its addresses (CAP_SYSLOG)")
 	}
-	queue := make(chan *event.Event, cfg.QueueSize)
+	queue := make(chan pending, cfg.QueueSize)
 	var queueDrops, decodeErrors atomic.Uint64
+	var timings *timingLog
+	if cfg.Timings != nil {
+		timings = &timingLog{w: cfg.Timings}
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -166,12 +180,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	go func() {
 		defer wg.Done()
 		defer close(queue)
-		readErr <- readLoop(probes, dec, queue, &queueDrops, &decodeErrors, log)
+		readErr <- readLoop(probes, dec, queue, timings != nil, &queueDrops, &decodeErrors, log)
 	}()
 
 	defer detachWhenDone(ctx, probes, log)()
 
-	lines := startOutput(out, cfg.QueueSize, log)
+	lines := startOutput(out, cfg.QueueSize, timings, log)
 	if cfg.OnRunning != nil {
 		run := &Running{probes: probes, queueDrops: &queueDrops, decodeErrors: &decodeErrors, lines: lines}
 		// Deferred after probes.Close: runs before it.
@@ -180,19 +194,28 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 	seen := newVictimSet(4096)
 	folder := probe.NewFolder(dec, probes.AllocSource(), cfg.AllocFoldLines)
-	handle := func(e *event.Event) {
+	handle := func(p pending) {
+		e := p.e
 		if e.Victim != nil && e.OOMID != 0 && !seen.add(e.OOMID, e.Victim.PID) {
 			stats.RepeatMarks++
 			return
 		}
+		if p.t != nil {
+			p.t.enrichStart = time.Now()
+		}
 		folder.Learn(e)
-		enr.enrich(e)
+		enr.enrichTimed(e, p.t)
 		// Sinks count the event even when its line cannot be
 		// written: the kill happened either way.
-		for _, s := range cfg.Sinks {
-			s.Observe(e)
+		p.t.timeStep(stepSinks, func() {
+			for _, s := range cfg.Sinks {
+				s.Observe(e)
+			}
+		})
+		if p.t != nil {
+			p.t.enriched = time.Now()
 		}
-		lines.put(e)
+		lines.putTimed(p)
 	}
 	fold := func() {
 		tallies, err := probes.Tallies()
@@ -200,37 +223,49 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			log.Warn("read allocation failure tallies", zap.Error(err))
 		}
 		for _, e := range folder.Fold(tallies, time.Now()) {
-			handle(e)
+			handle(pending{e: e})
 		}
 	}
-	ticker := time.NewTicker(cfg.StatsInterval)
-	defer ticker.Stop()
-	foldTicker := time.NewTicker(cfg.AllocFoldInterval)
-	defer foldTicker.Stop()
-	var lastLoss uint64
-	for done := false; !done; {
-		select {
-		case e, ok := <-queue:
-			if !ok {
-				done = true
-				break
-			}
-			handle(e)
-		case <-foldTicker.C:
-			fold()
-		case <-ticker.C:
-			if c, err := probes.Counters(); err == nil {
-				if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
-					log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Any("ringbuf_full_by_event", c.RingBufFullByEvent), zap.Uint64("queue_full", queueDrops.Load()), zap.Uint64("output_stalled", lines.drops.Load()))
-					lastLoss = loss
+	// Enrichment runs on a thread of its own (lockPipelineThread), one
+	// event at a time: lines are written in the order the kernel
+	// recorded the events, so the kill lines of one OOM, and the OOMs,
+	// never interleave.
+	enriched := make(chan struct{})
+	go func() {
+		defer close(enriched)
+		if err := lockPipelineThread(); err != nil {
+			log.Debug("enrichment thread keeps the default scheduler slice", zap.Error(err))
+		}
+		ticker := time.NewTicker(cfg.StatsInterval)
+		defer ticker.Stop()
+		foldTicker := time.NewTicker(cfg.AllocFoldInterval)
+		defer foldTicker.Stop()
+		var lastLoss uint64
+		for done := false; !done; {
+			select {
+			case p, ok := <-queue:
+				if !ok {
+					done = true
+					break
+				}
+				handle(p)
+			case <-foldTicker.C:
+				fold()
+			case <-ticker.C:
+				if c, err := probes.Counters(); err == nil {
+					if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
+						log.Warn("events lost", zap.Uint64("ringbuf_full", c.RingBufFull), zap.Any("ringbuf_full_by_event", c.RingBufFullByEvent), zap.Uint64("queue_full", queueDrops.Load()), zap.Uint64("output_stalled", lines.drops.Load()))
+						lastLoss = loss
+					}
 				}
 			}
 		}
-	}
-	// The probes are detached and every record is read: what is still
-	// folded is reported now, the last counts complete.
-	folder.SetMaxLines(0)
-	fold()
+		// The probes are detached and every record is read: what is still
+		// folded is reported now, the last counts complete.
+		folder.SetMaxLines(0)
+		fold()
+	}()
+	<-enriched
 	wg.Wait()
 	if n := lines.close(outputGrace); n > 0 {
 		log.Warn("stdout blocked: stopping without the lines it did not take", zap.Uint64("dropped", n), zap.Duration("waited", outputGrace))
@@ -257,7 +292,10 @@ const DefaultAllocFoldLines = 100
 // readLoop moves records from the ring buffer to the queue until the
 // probes are detached and the ring buffer is empty. It never blocks on a
 // full queue: the kernel side must keep moving.
-func readLoop(p *probe.Probes, dec *probe.Decoder, queue chan<- *event.Event, drops, decodeErrors *atomic.Uint64, log *zap.Logger) error {
+func readLoop(p *probe.Probes, dec *probe.Decoder, queue chan<- pending, timed bool, drops, decodeErrors *atomic.Uint64, log *zap.Logger) error {
+	if err := lockPipelineThread(); err != nil {
+		log.Debug("ring buffer reader keeps the default scheduler slice", zap.Error(err))
+	}
 	var rec ringbuf.Record
 	for {
 		if err := p.ReadInto(&rec); err != nil {
@@ -266,14 +304,21 @@ func readLoop(p *probe.Probes, dec *probe.Decoder, queue chan<- *event.Event, dr
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
+		var t *timing
+		if timed {
+			t = newTiming(probe.RecordBootNS(rec.RawSample))
+		}
 		e, err := dec.Decode(rec.RawSample)
 		if err != nil {
 			decodeErrors.Add(1)
 			log.Error("decode record", zap.Error(err))
 			continue
 		}
+		if t != nil {
+			t.decoded = time.Now()
+		}
 		select {
-		case queue <- e:
+		case queue <- pending{e: e, t: t}:
 		default:
 			drops.Add(1)
 		}

@@ -44,44 +44,66 @@ func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32, names Namer) *enricher {
 	return &enricher{hier: hier, names: names, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), dmaBit: dmaBit}
 }
 
-func (en *enricher) enrich(e *event.Event) {
-	switch {
-	case e.Victim != nil:
-		e.K8s = k8sOf(cgroup.Identify(e.Victim.Cgroup))
-	case e.Memcg != nil:
-		e.K8s = k8sOf(cgroup.Identify(e.Memcg.Path))
-	case e.Trigger != nil:
-		e.K8s = k8sOf(cgroup.Identify(e.Trigger.Cgroup))
-	case e.Folded != nil && e.Folded.Cgroup != "":
-		e.K8s = k8sOf(cgroup.Identify(e.Folded.Cgroup))
-	}
+// enrich adds what it can to e.
+func (en *enricher) enrich(e *event.Event) { en.enrichTimed(e, nil) }
+
+// enrichTimed is enrich with each step timed in t (nil: none).
+func (en *enricher) enrichTimed(e *event.Event, t *timing) {
+	t.timeStep(stepIdentity, func() {
+		switch {
+		case e.Victim != nil:
+			e.K8s = k8sOf(cgroup.Identify(e.Victim.Cgroup))
+		case e.Memcg != nil:
+			e.K8s = k8sOf(cgroup.Identify(e.Memcg.Path))
+		case e.Trigger != nil:
+			e.K8s = k8sOf(cgroup.Identify(e.Trigger.Cgroup))
+		case e.Folded != nil && e.Folded.Cgroup != "":
+			e.K8s = k8sOf(cgroup.Identify(e.Folded.Cgroup))
+		}
+	})
+	// Names come from the container runtime and the Kubernetes API,
+	// which may take up to their timeout to answer; the local reads
+	// below, memory.stat first while the victim's memory is still being
+	// freed, do not wait for them.
+	var named chan struct{}
 	if e.K8s != nil && en.names != nil {
-		en.name(e.Time, e.K8s)
+		named = make(chan struct{})
+		go func() {
+			defer close(named)
+			t.timeStep(stepNames, func() { en.name(e.Time, e.K8s) })
+		}()
 	}
 	if en.hier != nil {
-		en.memoryStats(e)
-		en.tasks(e)
+		en.memoryStats(e, t)
+		en.tasks(e, t)
+	}
+	if named != nil {
+		<-named
 	}
 	if e.Event == event.KindAllocFailure {
 		// Not for folded counts: they span many moments, on any node.
-		en.buddy(e, en.dmaBit)
+		t.timeStep(stepBuddy, func() { en.buddy(e, en.dmaBit) })
 	}
-	node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}
-	if e.Constraint == event.ConstraintGlobal && en.hier != nil {
-		node.TopCgroups = en.hier.TopUsage(5, 3)
-	}
-	e.Diagnosis = diagnose.Diagnose(e, node)
+	t.timeStep(stepDiagnose, func() {
+		node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}
+		if e.Constraint == event.ConstraintGlobal && en.hier != nil {
+			node.TopCgroups = en.hier.TopUsage(5, 3)
+		}
+		e.Diagnosis = diagnose.Diagnose(e, node)
+	})
 }
 
 // memoryStats reads memory.stat of the cgroup whose limit fired, and of
 // the victim's cgroup and the pod's where they differ from it.
-func (en *enricher) memoryStats(e *event.Event) {
+func (en *enricher) memoryStats(e *event.Event, t *timing) {
 	if m := e.Memcg; m != nil && m.PathTruncated {
 		// Only the last levels of a deeper path: reading it would read
 		// another cgroup, or none.
 		m.StatError = "not read: the cgroup's path was cut (deeper than the kernel side walks)"
 	} else if m != nil {
-		st, err := en.hier.ReadMemoryStat(m.Path)
+		var st cgroup.MemoryStat
+		var err error
+		t.timeStep(stepMemcgStat, func() { st, err = en.hier.ReadMemoryStat(m.Path) })
 		delay := time.Since(e.Time).Microseconds()
 		m.StatDelayUS = &delay
 		switch {
@@ -94,15 +116,19 @@ func (en *enricher) memoryStats(e *event.Event) {
 		}
 	}
 	if v := e.Victim; v != nil && !v.CgroupTruncated && (e.Memcg == nil || v.Cgroup != e.Memcg.Path) && v.Cgroup != "/" {
-		if st, err := en.hier.ReadMemoryStat(v.Cgroup); err == nil {
-			v.CgroupStat = memoryStatOf(st)
-		}
+		t.timeStep(stepVictimStat, func() {
+			if st, err := en.hier.ReadMemoryStat(v.Cgroup); err == nil {
+				v.CgroupStat = memoryStatOf(st)
+			}
+		})
 	}
 	if e.K8s != nil && e.Victim != nil && !e.Victim.CgroupTruncated {
 		if pod := cgroup.PodPath(e.Victim.Cgroup); pod != "" && (e.Memcg == nil || pod != e.Memcg.Path) {
-			if st, err := en.hier.ReadMemoryStat(pod); err == nil {
-				e.K8s.PodStat = memoryStatOf(st)
-			}
+			t.timeStep(stepPodStat, func() {
+				if st, err := en.hier.ReadMemoryStat(pod); err == nil {
+					e.K8s.PodStat = memoryStatOf(st)
+				}
+			})
 		}
 	}
 }
@@ -116,26 +142,30 @@ func (en *enricher) memoryStats(e *event.Event) {
 // which is when the kernel kills a second task. The agent must not widen
 // that window. The victim's numbers come from the kernel side instead,
 // and a group kill, where every task is dying, gets no table.
-func (en *enricher) tasks(e *event.Event) {
+func (en *enricher) tasks(e *event.Event, t *timing) {
 	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.Memcg.PathTruncated || e.GroupKill {
 		return
 	}
-	pids, err := en.hier.Procs(e.Memcg.Path)
-	if err != nil || len(pids) == 0 {
-		return
-	}
-	if e.Victim != nil {
-		pids = slices.DeleteFunc(pids, func(p int) bool { return p == int(e.Victim.PID) })
-	}
-	domain := e.Memcg.LimitBytes / en.pageSize
-	for _, t := range procfs.TopTasks(pids, maxTasks, domain, en.pageSize) {
-		e.Tasks = append(e.Tasks, event.Task{
-			PID: t.PID, NSPID: t.NSPID, Comm: t.Comm, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, FileBytes: t.FileBytes,
-			ShmemBytes: t.ShmemBytes, SwapBytes: t.SwapBytes, PgtablesBytes: t.PgtablesBytes, OOMScoreAdj: t.OOMScoreAdj, Points: t.Points,
-		})
-	}
-	if st := e.Memcg.Stat; st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
-		e.TmpfsMounts = procfs.TmpfsMounts(pids, 16)
+	var pids []int
+	t.timeStep(stepTasks, func() {
+		var err error
+		if pids, err = en.hier.Procs(e.Memcg.Path); err != nil || len(pids) == 0 {
+			pids = nil
+			return
+		}
+		if e.Victim != nil {
+			pids = slices.DeleteFunc(pids, func(p int) bool { return p == int(e.Victim.PID) })
+		}
+		domain := e.Memcg.LimitBytes / en.pageSize
+		for _, task := range procfs.TopTasks(pids, maxTasks, domain, en.pageSize) {
+			e.Tasks = append(e.Tasks, event.Task{
+				PID: task.PID, NSPID: task.NSPID, Comm: task.Comm, RSSBytes: task.RSSBytes, AnonBytes: task.AnonBytes, FileBytes: task.FileBytes,
+				ShmemBytes: task.ShmemBytes, SwapBytes: task.SwapBytes, PgtablesBytes: task.PgtablesBytes, OOMScoreAdj: task.OOMScoreAdj, Points: task.Points,
+			})
+		}
+	})
+	if st := e.Memcg.Stat; pids != nil && st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
+		t.timeStep(stepTmpfs, func() { e.TmpfsMounts = procfs.TmpfsMounts(pids, 16) })
 	}
 }
 

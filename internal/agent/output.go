@@ -19,7 +19,7 @@ import (
 // Past the bound, events are dropped and counted, never held without
 // limit.
 type outputQueue struct {
-	ch          chan *event.Event
+	ch          chan pending
 	done        chan struct{}
 	drops       atomic.Uint64
 	writeErrors atomic.Uint64 // read live by Running
@@ -33,17 +33,50 @@ type outputQueue struct {
 // the agent exits in bounded time and counts those lines as dropped.
 const outputGrace = 5 * time.Second
 
-func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
-	q := &outputQueue{ch: make(chan *event.Event, size), done: make(chan struct{}), written: map[string]uint64{}}
+// pending is an event on its way, with its timing record (nil when not
+// timed).
+type pending struct {
+	e *event.Event
+	t *timing
+}
+
+// timedWriter is a Writer that can say when its line is encoded, so
+// encoding and writing are timed apart.
+type timedWriter interface {
+	WriteTimed(e *event.Event, encoded func()) error
+}
+
+// startOutput writes what is put, in order; timings (nil: none) gets each
+// written event's timing record.
+func startOutput(out Writer, size int, timings *timingLog, log *zap.Logger) *outputQueue {
+	q := &outputQueue{ch: make(chan pending, size), done: make(chan struct{}), written: map[string]uint64{}}
+	tw, _ := out.(timedWriter)
 	go func() {
 		defer close(q.done)
-		for e := range q.ch {
-			if err := out.Write(e); err != nil {
+		if err := lockPipelineThread(); err != nil {
+			log.Debug("output thread keeps the default scheduler slice", zap.Error(err))
+		}
+		for p := range q.ch {
+			var err error
+			if t := p.t; t != nil {
+				t.writeStart = time.Now()
+				if tw != nil {
+					err = tw.WriteTimed(p.e, func() { t.encoded = time.Now() })
+				} else {
+					err = out.Write(p.e)
+					t.encoded = t.writeStart
+				}
+				t.written = time.Now()
+			} else {
+				err = out.Write(p.e)
+			}
+			if err != nil {
 				q.writeErrors.Add(1)
 				log.Error("write event", zap.Error(err))
 				continue
 			}
-			q.count(e.Event)
+			q.count(p.e.Event)
+			timings.write(p.e, p.t)
 		}
 	}()
 	return q
@@ -51,9 +84,12 @@ func startOutput(out Writer, size int, log *zap.Logger) *outputQueue {
 
 // put queues e without waiting; false when the queue is full and e was
 // dropped.
-func (q *outputQueue) put(e *event.Event) bool {
+func (q *outputQueue) put(e *event.Event) bool { return q.putTimed(pending{e: e}) }
+
+// putTimed is put for an event with its timing record.
+func (q *outputQueue) putTimed(p pending) bool {
 	select {
-	case q.ch <- e:
+	case q.ch <- p:
 		return true
 	default:
 		q.drops.Add(1)

@@ -30,7 +30,7 @@ func (w *stalledWriter) Sync() error { return nil }
 // written once the output moves again, in order, and the rest is counted.
 func TestOutputQueueStalledOutput(t *testing.T) {
 	w := &stalledWriter{release: make(chan struct{})}
-	q := startOutput(w, 4, zap.NewNop())
+	q := startOutput(w, 4, nil, zap.NewNop())
 	put := make(chan int)
 	go func() {
 		accepted := 0
@@ -71,7 +71,7 @@ func TestOutputQueueStalledOutput(t *testing.T) {
 func TestOutputQueueCloseBoundedWhenBlocked(t *testing.T) {
 	w := &stalledWriter{release: make(chan struct{})}
 	defer close(w.release)
-	q := startOutput(w, 4, zap.NewNop())
+	q := startOutput(w, 4, nil, zap.NewNop())
 	for pid := uint32(1); pid <= 3; pid++ {
 		if !q.put(&event.Event{Event: event.KindOOMKill, Victim: &event.Victim{PID: pid}}) {
 			t.Fatalf("put %d refused with room in the queue", pid)

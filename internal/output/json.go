@@ -25,12 +25,19 @@ func NewJSONLines(w io.Writer) *JSONLines { return &JSONLines{w: w} }
 
 // Write writes one event. The line's time is when the kernel saw the
 // event, not when it was written.
-func (j *JSONLines) Write(e *event.Event) error {
+func (j *JSONLines) Write(e *event.Event) error { return j.WriteTimed(e, nil) }
+
+// WriteTimed is Write calling encoded (if not nil) once the line is
+// encoded, before it is written: the latency benchmark times the two apart.
+func (j *JSONLines) WriteTimed(e *event.Event, encoded func()) error {
 	buf, err := event.EncodeLine(e)
 	if err != nil {
 		return err
 	}
 	defer buf.Free()
+	if encoded != nil {
+		encoded()
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	n, err := j.w.Write(buf.Bytes())

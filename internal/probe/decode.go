@@ -353,3 +353,15 @@ func cString(s []int8) string {
 	}
 	return string(b)
 }
+
+// RecordBootNS is a record's kernel timestamp (CLOCK_BOOTTIME
+// nanoseconds), read from its header alone; 0 for a record too short to
+// have one.
+func RecordBootNS(raw []byte) uint64 {
+	if len(raw) < headerSize {
+		return 0
+	}
+	var hdr bpf.OomtraceEventHeader
+	binary.Decode(raw, binary.NativeEndian, &hdr)
+	return hdr.BootNs
+}

@@ -329,6 +329,21 @@ func TestPodSettings(t *testing.T) {
 	if r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() || r.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v: want CPU and memory requests and a memory limit", r)
 	}
+	// The footprint benchmark's targets (docs/benchmarks.md): the agent
+	// stays under 48 MiB in a storm, so the request covers it; the limit
+	// leaves at least twice that (names, sessions), without asking a
+	// node for far more than the agent uses; no CPU limit (throttling
+	// would delay draining the ring buffer).
+	const stormCeiling = 48 << 20
+	if req := r.Requests.Memory().Value(); req < stormCeiling || req > 2*stormCeiling {
+		t.Errorf("memory request %s: want the storm's ceiling, 48Mi, up to twice that", r.Requests.Memory())
+	}
+	if lim := r.Limits.Memory().Value(); lim < 2*r.Requests.Memory().Value() || lim > 8*stormCeiling {
+		t.Errorf("memory limit %s: want twice the request or more, and at most 384Mi", r.Limits.Memory())
+	}
+	if cpu := r.Limits.Cpu(); !cpu.IsZero() {
+		t.Errorf("CPU limit %s: want none (throttling would delay draining the ring buffer)", cpu)
+	}
 }
 
 // Host directories are mounted read-only, and only the ones the agent

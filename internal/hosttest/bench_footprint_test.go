@@ -118,9 +118,13 @@ func TestBenchFootprint(t *testing.T) {
 	stopSampling()
 	<-sampled
 	close(errs)
+	stormDone := true
 	for err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			// The idle figures still stand: the table is written, the
+			// storm's rows marked.
+			t.Error(err)
+			stormDone = false
 		}
 	}
 	stormCgroup := readCgroupMem(t, h, rel)
@@ -133,7 +137,11 @@ func TestBenchFootprint(t *testing.T) {
 	fmt.Fprintf(&b, "| RSS idle, 60 s: median (max) | %s | < %.0f MiB |\n", rssCell(idle), targetIdleRSSMiB)
 	fmt.Fprintf(&b, "| of it: Go heap and runtime (anonymous) / binary (file) / BPF ring buffer mapping | %s | |\n", splitCell(idle))
 	fmt.Fprintf(&b, "| CPU idle, 60 s | %.3f %% of a CPU | < %.1f %% |\n", idleCPU, targetIdleCPU)
-	fmt.Fprintf(&b, "| RSS in a storm of %d kills in %.1f s (all OOMs on the host): median (max) | %s | < %.0f MiB |\n", kills, stormSecs, rssCell(storm), targetStormRSSMiB)
+	stormName := fmt.Sprintf("a storm of %d kills in %.1f s (all OOMs on the host)", kills, stormSecs)
+	if !stormDone {
+		stormName += ", NOT FINISHED: a pod's 25 kills took over 3 minutes"
+	}
+	fmt.Fprintf(&b, "| RSS in %s: median (max) | %s | < %.0f MiB |\n", stormName, rssCell(storm), targetStormRSSMiB)
 	fmt.Fprintf(&b, "| of it at its max: anonymous / file / ring buffer | %s | |\n", splitCell([]memSample{maxRSS(storm)}))
 	fmt.Fprintf(&b, "| CPU in the storm | %.1f %% of a CPU | |\n", stormCPU)
 	fmt.Fprintf(&b, "| peak while loading the probes (VmHWM before the idle minute) | %.1f MiB | |\n", float64(loadPeak)/1024)

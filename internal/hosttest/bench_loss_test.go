@@ -147,7 +147,7 @@ func TestBenchLogParserComparison(t *testing.T) {
 
 	pct := func(n int) string { return fmt.Sprintf("%d (%.0f %%)", n, 100*float64(n)/float64(kernel)) }
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d OOM kills in %d pods (16 MiB containers) in %.1f s, %.0f kills/s:\n\n", kernel, pods, s.took.Seconds(), float64(kernel)/s.took.Seconds())
+	fmt.Fprintf(&b, "%d OOM kills in %d pods (%d MiB containers) in %.1f s, %.0f kills/s:\n\n", kernel, pods, stormLimitMiB, s.took.Seconds(), float64(kernel)/s.took.Seconds())
 	b.WriteString("| source | kills it shows | with the memory cgroup |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| the kernel's count (`oom_kill` in the containers' `memory.oom_control`) | %d | |\n", kernel)
 	fmt.Fprintf(&b, "| kernel log: `Killed process` lines (every kill, no cgroup) | %s | 0 |\n", pct(killedLines))
@@ -200,7 +200,7 @@ func TestBenchStorm(t *testing.T) {
 		measureStorm(t, pods, perPod, "4 KiB (`--ringbuf-size=4096`)", "--ringbuf-size=4096"),
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d pods, %d OOM kills each (16 MiB containers):\n\n", pods, perPod)
+	fmt.Fprintf(&b, "%d pods, %d OOM kills each (%d MiB containers):\n\n", pods, perPod, stormLimitMiB)
 	b.WriteString("| ring buffer | kills (kernel: storm / machine) | took | kills/s | `oom_kill` lines | `oom_kill` records lost (counted) | records lost in all | lost in user space | lines + counted = kernel |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range runs {
 		exact := "yes"

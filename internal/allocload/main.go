@@ -6,7 +6,7 @@
 //
 //	allocload fault -mib N              map, touch and unmap N MiB of anonymous memory
 //	allocload pagecache -mib N -dir D   write N MiB into a file in D, truncating it every 16 MiB
-//	allocload pipe -mib N               send N MiB through a pipe and back, a page at a time
+//	allocload pipe -mib N               send N MiB through a pipe and back, 64 KiB at a time
 //
 // With -fifo it runs under SCHED_FIFO, so other processes on a shared
 // machine cannot preempt it (the kernel still keeps 5 % of each second
@@ -174,7 +174,12 @@ func pageCache(n int, dir string) error {
 	return f.Truncate(0)
 }
 
-// pipePingPong sends a page through one pipe and back through another,
+// pipeMessage fills a pipe of the default size (16 pages). A pipe keeps
+// one freed page for its next write: a message of one page would be
+// written into that page every time, allocating none.
+const pipeMessage = 64 << 10
+
+// pipePingPong sends 64 KiB through one pipe and back through another,
 // n MiB each way, on two threads: every write into an empty pipe slot
 // allocates a page, every read frees it.
 func pipePingPong(n int) error {
@@ -185,15 +190,14 @@ func pipePingPong(n int) error {
 	if err := unix.Pipe2(back[:], unix.O_CLOEXEC); err != nil {
 		return err
 	}
-	page := os.Getpagesize()
-	count := n * mib / page
+	count := n * mib / pipeMessage
 	echo := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		echo <- relay(back[1], there[0], make([]byte, page), count, false)
+		echo <- relay(back[1], there[0], make([]byte, pipeMessage), count, false)
 	}()
 	runtime.LockOSThread()
-	err := relay(there[1], back[0], make([]byte, page), count, true)
+	err := relay(there[1], back[0], make([]byte, pipeMessage), count, true)
 	for _, fd := range append(there[:], back[:]...) {
 		unix.Close(fd)
 	}

@@ -31,8 +31,10 @@ var allocFastPath = map[string]bool{
 }
 
 // vmOverheadRounds: with the guest's clock counting instructions, rounds
-// differ by tenths of a percent; each takes about a minute under qemu.
-const vmOverheadRounds = 5
+// differ by tenths of a percent; each takes about two minutes under
+// qemu (most of it the agent's two starts). Three rounds put each arm
+// first once.
+const vmOverheadRounds = 3
 
 // vmOverheadSet is one overhead table measured in the VM: the agent as
 // it runs by default on this kernel, or forced to the tracepoint tier

@@ -59,10 +59,10 @@ func (w Workload) Args(dir string) []string {
 }
 
 // HostWorkloads take about 0.1–0.15 s of CPU each on this machine.
-var HostWorkloads = []Workload{{"fault", 32}, {"pagecache", 512}, {"pipe", 32}}
+var HostWorkloads = []Workload{{"fault", 32}, {"pagecache", 512}, {"pipe", 256}}
 
 // VMWorkloads are smaller: qemu emulates the guest's CPU.
-var VMWorkloads = []Workload{{"fault", 16}, {"pagecache", 32}, {"pipe", 4}}
+var VMWorkloads = []Workload{{"fault", 16}, {"pagecache", 32}, {"pipe", 32}}
 
 // Measurements collect allocload's results by workload, arm and round.
 type Measurements struct {

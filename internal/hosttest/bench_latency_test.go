@@ -7,11 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -177,38 +175,19 @@ func setConsoleLogLevel(t *testing.T, level int) {
 	}
 }
 
-// latencyScenario runs pods pods in a kubelet-like tree, each killing
-// perPod times in a row (a container's init respawning its OOM-killed
-// child), all at once, under an agent that records stage times.
+// latencyScenario runs a storm of pods pods (podStorm: kubelet's layout,
+// a container init respawning a child killed at the container's limit),
+// perPod kills each, all at once, under an agent that records stage times.
 func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, pods, perPod int) latencyRun {
 	t.Helper()
-	tr := newTree(t, h)
-	var dirs []string
+	storm := newPodStorm(t, newTree(t, h), pods)
 	prefixes := map[string]bool{}
-	for i := 0; i < pods; i++ {
-		pod := "/kubepods/burstable/pod" + newPodUID(t)
-		prefixes[pod] = true
-		dirs = append(dirs, tr.mkdir(pod+"/"+newContainerID(t), 32<<20))
+	for _, dir := range storm.containers {
+		prefixes[cgroup.PodPath(strings.TrimPrefix(dir, h.Mount))] = true
 	}
 	timings := filepath.Join(t.TempDir(), "timings.jsonl")
 	a := startAgent(t, "--timings-file", timings)
-
-	var wg sync.WaitGroup
-	errs := make(chan error, pods)
-	for _, dir := range dirs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- respawnKills(memhog(t), dir, perPod)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	storm.run(t, perPod)
 	events, stats := a.stop(t)
 	if stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
 		t.Errorf("%s: the agent dropped events: %+v", name, stats)
@@ -216,10 +195,7 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, pods, perPod
 
 	run := latencyRun{name: name}
 	var first, last time.Time
-	for _, e := range ofKind(events, "oom_kill") {
-		if e.Memcg == nil || !prefixes[cgroup.PodPath(e.Victim.Cgroup)] {
-			continue
-		}
+	for _, e := range storm.inStorm(ofKind(events, "oom_kill")) {
 		if first.IsZero() || e.Time.Before(first) {
 			first = e.Time
 		}
@@ -249,41 +225,6 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, pods, perPod
 		t.Fatalf("%s: %d kills timed, want the %d the pods made", name, len(run.kills), want)
 	}
 	return run
-}
-
-// respawnKills runs a container's init in dir that runs a 64 MiB hog n
-// times, one after another, each OOM-killed at the cgroup's limit, and
-// returns once the last was.
-func respawnKills(memhogBin, dir string, n int) error {
-	cmd := exec.Command(memhogBin, "hog", "-cgroup", dir, "-mib", "64", "-adj", "0", "-init", "-respawn", "-respawn-max", strconv.Itoa(n))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	done := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasSuffix(sc.Text(), "children run") {
-				done <- true
-				return
-			}
-		}
-		done <- false
-	}()
-	select {
-	case ok := <-done:
-		if !ok {
-			return fmt.Errorf("memhog in %s ended before its %d kills did", dir, n)
-		}
-	case <-time.After(3 * time.Minute):
-		return fmt.Errorf("memhog in %s: %d kills not over after 3 minutes", dir, n)
-	}
-	return nil
 }
 
 func values(xs []stageTimes, f func(stageTimes) float64) []float64 {

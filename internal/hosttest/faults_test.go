@@ -272,57 +272,6 @@ func TestStdoutClosed(t *testing.T) {
 	}
 }
 
-// agentRSS returns the agent's resident and peak resident memory.
-func agentRSS(t *testing.T, a *agentRun) (rss, peak uint64) {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
-	if err != nil {
-		t.Fatalf("agent status: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = n << 10
-		case "VmHWM:":
-			peak = n << 10
-		}
-	}
-	return rss, peak
-}
-
-// rssTarget is the target for the agent's resident memory in a storm
-// (docs/benchmarks.md).
-const rssTarget = 48 << 20
-
-// rssGrowthBound is how much the agent's peak resident memory may exceed
-// what it held idle, once started, while its queues, caches and histories
-// fill: they are bounded, so this is their bound with room for the Go
-// heap's slack.
-const rssGrowthBound = 16 << 20
-
-// checkRSSBounded fails when the agent's peak resident memory grew more
-// than rssGrowthBound over idle, and says how it compares with rssTarget.
-func checkRSSBounded(t *testing.T, a *agentRun, idle uint64, during string) (peak uint64) {
-	t.Helper()
-	rss, peak := agentRSS(t, a)
-	if peak > idle+rssGrowthBound {
-		t.Errorf("agent RSS %d MiB, peak %d MiB with %s, from %d MiB idle: want at most %d MiB more", rss>>20, peak>>20, during, idle>>20, rssGrowthBound>>20)
-	}
-	verdict := "under"
-	if peak >= rssTarget {
-		verdict = "over"
-	}
-	t.Logf("agent RSS %.1f MiB idle, %.1f MiB now, peak %.1f MiB with %s: %s the %d MiB target", mib(idle), mib(rss), mib(peak), during, verdict, rssTarget>>20)
-	return peak
-}
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }
-
 // stdout is a pipe nobody reads (a container runtime that stopped
 // reading): lines wait in a bounded queue, what does not fit is dropped
 // and counted, memory stays bounded, /metrics is still served, and
@@ -344,7 +293,7 @@ func TestStdoutBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	idle, _ := agentRSS(t, a)
+	rss := watchRSS(t, a)
 	// A pipe holds 64 KiB, about 15 lines; the queue 4 more.
 	const kills = 40
 	storm(t, dir, kills)
@@ -352,7 +301,7 @@ func TestStdoutBlocked(t *testing.T) {
 	if lost < 1 {
 		t.Errorf("oomtrace_events_lost_total{stage=\"output_queue\"} = %v after %d kills with stdout blocked, want drops counted", lost, kills)
 	}
-	checkRSSBounded(t, a, idle, "stdout blocked")
+	rss.check(t, "stdout blocked")
 
 	// Stop while stdout is still blocked.
 	a.signal(t, syscall.SIGTERM)

@@ -145,9 +145,11 @@ func TestOOMKillStorm500Kills20Pods(t *testing.T) {
 	s := newPodStorm(t, tr, pods)
 
 	a := startAgent(t)
+	rss := watchRSS(t, a)
 	before := vmstatOOMKills(t)
 	s.run(t, perPod)
 	after := vmstatOOMKills(t)
+	rss.check(t, "a storm")
 	events, stats := a.stop(t)
 
 	ours := s.kernelKills(t)

@@ -47,7 +47,7 @@ func churnCgroups(t *testing.T, cgroups, killEvery int) churnFigures {
 	if n := waitForMetric(t, addr, "oomtrace_oom_kills_total", float64(len(pids))); n < float64(len(pids)) {
 		t.Errorf("oomtrace_oom_kills_total = %v after %d kills", n, len(pids))
 	}
-	f.largest, f.hwm = rss.check(t, fmt.Sprintf("%d cgroups made and removed, %d with a kill", cgroups, len(pids)))
+	f.largest, f.hwm = rss.check(t, fmt.Sprintf("%d cgroups made and removed, %d with a kill", cgroups, len(pids)), true)
 	events, stats := a.stop(t)
 	for _, pid := range pids {
 		killOf(t, events, pid)

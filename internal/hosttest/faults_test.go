@@ -301,7 +301,7 @@ func TestStdoutBlocked(t *testing.T) {
 	if lost < 1 {
 		t.Errorf("oomtrace_events_lost_total{stage=\"output_queue\"} = %v after %d kills with stdout blocked, want drops counted", lost, kills)
 	}
-	rss.check(t, "stdout blocked")
+	rss.check(t, "stdout blocked", false)
 
 	// Stop while stdout is still blocked.
 	a.signal(t, syscall.SIGTERM)

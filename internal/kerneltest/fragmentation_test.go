@@ -40,22 +40,18 @@ section agentlog < /tmp/agent.log
 func TestFragmentation(t *testing.T) {
 	kernels, g := matrixSetup(t)
 	for _, k := range kernels {
-		t.Run(k.Series, func(t *testing.T) {
+		t.Run(arch(k)+"/"+k.Series, func(t *testing.T) {
 			t.Parallel()
-			if g.modules[k.Series] == "" {
-				t.Skip("skipped: the test module did not build for this kernel")
+			if g.modules[k.Name()] == "" {
+				t.Skip(g.moduleSkip(k))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
 			res, err := bootOnce(t, ctx, vmtest.BootOptions{
-				Kernel:    k,
-				MemoryMiB: 384,
-				Timeout:   3 * time.Minute,
-				Files: []vmtest.File{
-					{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
-					{Guest: "/bin/memhog", Host: g.memhog, Mode: 0o755},
-					{Guest: "/allocfail.ko", Host: g.modules[k.Series], Mode: 0o644},
-				},
+				Kernel:          k,
+				MemoryMiB:       384,
+				Timeout:         3 * time.Minute,
+				Files:           g.files(k),
 				Script:          fragmentScript,
 				ConsoleLogLevel: 1,
 			})

@@ -1,22 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package kerneltest runs oomtrace on other kernels, in qemu VMs, against
-// real OOMs and page allocation failures: every scenario, on every kernel,
-// once per attach tier, so each tier is proven where it exists.
+// real OOMs and page allocation failures: every scenario, on every kernel
+// of every architecture, once per attach tier, so each tier is proven where
+// it exists.
 //
-//	make vmtest                 all kernels
-//	make vmtest KERNELS=6.1     one
+//	make vmtest                               all kernels, amd64 and arm64
+//	make vmtest KERNELS=6.1                   one series, both architectures
+//	make vmtest KERNELS=6.1 ARCHES=arm64      one kernel
 package kerneltest
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,40 +38,107 @@ import (
 
 var tiers = []string{"fentry", "kprobe", "tracepoint"}
 
-// guest holds the static programs every VM gets.
+// guest holds the static programs the VMs get.
 type guest struct {
-	oomtrace, memhog string
-	modules          map[string]string // series → allocfail.ko, where it built
+	bins    map[string]guestBins // by architecture
+	modules map[string]string    // Kernel.Name() → allocfail.ko, where it built
+	// noModule says why a kernel has no module where this host cannot
+	// build one (its toolchain is older than the kernel's kbuild tools).
+	noModule map[string]string
+}
+
+// guestBins are the programs of one architecture (GOARCH).
+type guestBins struct{ oomtrace, memhog string }
+
+// files is what every VM of kernel k gets.
+func (g guest) files(k vmtest.Kernel) []vmtest.File {
+	b := g.bins[arch(k)]
+	files := []vmtest.File{
+		{Guest: "/bin/oomtrace", Host: b.oomtrace, Mode: 0o755},
+		{Guest: "/bin/memhog", Host: b.memhog, Mode: 0o755},
+	}
+	if ko := g.modules[k.Name()]; ko != "" {
+		files = append(files, vmtest.File{Guest: "/allocfail.ko", Host: ko, Mode: 0o644})
+	}
+	return files
+}
+
+// moduleSkip is why kernel k's module scenarios skip.
+func (g guest) moduleSkip(k vmtest.Kernel) string {
+	if why := g.noModule[k.Name()]; why != "" {
+		return "skipped: no test module for this kernel: " + why
+	}
+	return "skipped: the test module did not build for this kernel"
+}
+
+func arch(k vmtest.Kernel) string {
+	if k.Arch == "" {
+		return vmtest.AMD64.Name
+	}
+	return k.Arch
 }
 
 func buildGuest(dir string, kernels []vmtest.Kernel) (guest, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // a first build for another GOARCH compiles every dependency
 	defer cancel()
-	g := guest{oomtrace: filepath.Join(dir, "oomtrace"), memhog: filepath.Join(dir, "memhog"), modules: map[string]string{}}
-	if err := vmtest.BuildStatic(ctx, "../..", "./cmd/oomtrace", g.oomtrace); err != nil {
-		return g, err
-	}
-	if err := vmtest.BuildStatic(ctx, "../..", "./internal/memhog", g.memhog); err != nil {
-		return g, err
+	g := guest{bins: map[string]guestBins{}, modules: map[string]string{}, noModule: map[string]string{}}
+	for _, k := range kernels {
+		a := arch(k)
+		if _, done := g.bins[a]; done {
+			continue
+		}
+		b := guestBins{oomtrace: filepath.Join(dir, a, "oomtrace"), memhog: filepath.Join(dir, a, "memhog")}
+		if err := vmtest.BuildStaticFor(ctx, a, "../..", "./cmd/oomtrace", b.oomtrace); err != nil {
+			return g, err
+		}
+		if err := vmtest.BuildStaticFor(ctx, a, "../..", "./internal/memhog", b.memhog); err != nil {
+			return g, err
+		}
+		g.bins[a] = b
 	}
 	for _, k := range kernels {
-		ko, err := buildModule(ctx, k, filepath.Join(dir, "mod-"+k.Series))
+		ko, err := buildModule(ctx, k, filepath.Join(dir, "mod-"+k.Name()))
+		var old hostTooOld
+		if errors.As(err, &old) {
+			// Not a failure of the test: this host cannot build for that
+			// kernel; its other scenarios run.
+			g.noModule[k.Name()] = old.Error()
+			continue
+		}
 		if err != nil {
 			// In CI a missing module fails the run (matrixSetup reports it);
 			// elsewhere only its scenarios skip.
-			setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: no test module, its allocation failure scenarios skip: %v", k.Series, err))
+			setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: no test module, its allocation failure scenarios skip: %v", k.Name(), err))
 			continue
 		}
-		g.modules[k.Series] = ko
+		g.modules[k.Name()] = ko
 	}
 	return g, nil
+}
+
+// hostTooOld: the kernel's prebuilt kbuild tools (modpost, objtool) need a
+// newer C library than this host's: seen with trixie's 7.x kernels on a
+// bookworm host.
+type hostTooOld struct{ detail string }
+
+func (e hostTooOld) Error() string {
+	return "its kbuild tools need a newer C library than this host's: " + e.detail
+}
+
+var glibcTooOld = regexp.MustCompile(`([^ :]+): [^:]*libc\.so\.6: version .(GLIBC_[0-9.]+). not found`)
+
+// crossCompilers are the compilers for modules of kernels of another
+// architecture than the host's: ARCH= and the compiler (Debian's
+// gcc-12-aarch64-linux-gnu).
+var crossCompilers = map[string][]string{
+	"arm64": {"ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "CC=aarch64-linux-gnu-gcc-12"},
 }
 
 // buildModule builds testdata/allocfail against the kernel's headers.
 func buildModule(ctx context.Context, k vmtest.Kernel, dir string) (string, error) {
 	headers := k.HeadersDir()
 	if _, err := os.Stat(headers); err != nil {
-		return "", fmt.Errorf("no headers at %s: run scripts/vm/fetch-kernels.sh --headers %s", headers, k.Series)
+		return "", fmt.Errorf("no headers at %s: run scripts/vm/fetch-kernels.sh --headers --arch %s %s", headers, arch(k), k.Series)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -82,9 +154,27 @@ func buildModule(ctx context.Context, k vmtest.Kernel, dir string) (string, erro
 	}
 	// gcc-12 builds modules for all three (5.10 was built with gcc-10, which
 	// this distribution lacks; the module loads all the same). Module BTF
-	// would need pahole: not needed for a test module.
-	cmd := exec.CommandContext(ctx, "make", "-C", headers, "M="+dir, "CC=gcc-12", "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules")
+	// would need pahole: not needed for a test module. Kernels built with
+	// gcc 14 ask for -fmin-function-alignment, which gcc-12 lacks; without
+	// CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT kbuild asks for -falign-functions.
+	args := []string{"-C", headers, "M=" + dir, "CONFIG_DEBUG_INFO_BTF_MODULES=", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT="}
+	if a := arch(k); a != runtime.GOARCH {
+		cross, ok := crossCompilers[a]
+		if !ok {
+			return "", fmt.Errorf("no cross compiler known for %s modules", a)
+		}
+		if _, err := exec.LookPath(strings.TrimPrefix(cross[len(cross)-1], "CC=")); err != nil {
+			return "", fmt.Errorf("%w (make deps installs it)", err)
+		}
+		args = append(args, cross...)
+	} else {
+		args = append(args, "CC=gcc-12")
+	}
+	cmd := exec.CommandContext(ctx, "make", append(args, "modules")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if m := glibcTooOld.FindSubmatch(out); m != nil {
+			return "", hostTooOld{fmt.Sprintf("%s needs %s", filepath.Base(string(m[1])), m[2])}
+		}
 		return "", fmt.Errorf("build module: %w\n%s", err, out)
 	}
 	return filepath.Join(dir, "allocfail.ko"), nil
@@ -96,6 +186,8 @@ type run struct {
 	tier   string
 	res    vmtest.Result
 	check  probe.Report
+	// auto is `oomtrace check` without --tier, where the tier is refused.
+	auto   probe.Report
 	events []*event.Event
 	// results: "name value" lines the scenario script wrote.
 	results map[string]string
@@ -130,24 +222,36 @@ func matrixSetup(t *testing.T) ([]vmtest.Kernel, guest) {
 			setupSkip = "skipped: building the guest's test module and reading the kernel cache need root"
 			return
 		}
-		if _, err := exec.LookPath(vmtest.QEMU); err != nil {
-			setupSkip = fmt.Sprintf("skipped: %s not installed (apt-get install qemu-system-x86)", vmtest.QEMU)
-			return
+		// Kernels in the order they boot: the series, oldest first, each
+		// on every architecture, so the slower arm64 boots are spread over
+		// the run instead of queued at its end.
+		want := func(env, v string) bool {
+			s := os.Getenv(env)
+			return s == "" || strings.Contains(" "+strings.ReplaceAll(s, ",", " ")+" ", " "+v+" ")
 		}
-		series := vmtest.Series
-		if s := os.Getenv("KERNELS"); s != "" {
-			series = strings.Fields(strings.ReplaceAll(s, ",", " "))
-		}
-		for _, s := range series {
-			k, err := vmtest.FindKernel(s)
-			if err != nil {
-				setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: %v", s, err))
-				continue
+		missing := map[string]bool{}
+		for _, series := range vmtest.Series {
+			for _, a := range vmtest.Arches {
+				if !want("KERNELS", series) || !want("ARCHES", a.Name) || !slices.Contains(vmtest.SeriesOf(a.Name), series) {
+					continue
+				}
+				if _, err := exec.LookPath(a.QEMU); err != nil {
+					missing[fmt.Sprintf("%s not installed (apt-get install %s)", a.QEMU, a.Package)] = true
+					continue
+				}
+				k, err := vmtest.FindArchKernel(a.Name, series)
+				if err != nil {
+					setupErrs = append(setupErrs, fmt.Sprintf("kernel %s: %v", series, err))
+					continue
+				}
+				setupKernels = append(setupKernels, k)
 			}
-			setupKernels = append(setupKernels, k)
+		}
+		for m := range missing {
+			setupErrs = append(setupErrs, m)
 		}
 		if len(setupKernels) == 0 {
-			setupSkip = "skipped: no kernels cached: run scripts/vm/fetch-kernels.sh --headers"
+			setupSkip = "skipped: no kernels cached for KERNELS/ARCHES: run make kernels"
 			return
 		}
 		var err error
@@ -190,14 +294,14 @@ func TestMatrix(t *testing.T) {
 	)
 	for _, k := range kernels {
 		for _, tier := range runTiers {
-			t.Run(k.Series+"/"+tier, func(t *testing.T) {
+			t.Run(arch(k)+"/"+k.Series+"/"+tier, func(t *testing.T) {
 				t.Parallel()
 				r := boot(t, g, k, tier)
 				mu.Lock()
 				runs = append(runs, r)
 				mu.Unlock()
 				if r.check.CanTrace {
-					checkScenarios(t, r, g.modules[k.Series] != "")
+					checkScenarios(t, r, g)
 				}
 			})
 		}
@@ -220,11 +324,15 @@ echo -1000 > /proc/self/oom_score_adj
 mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 result() { echo "$1 $2" >> /tmp/results; }
 
+awk '/^KernelPageSize:/ {print "page_size_kib", $2; exit}' /proc/self/smaps >> /tmp/results
 oomtrace check --tier $TIER --json > /tmp/check.json; result check_exit $?
 section check < /tmp/check.json
 if [ "$(grep -c '"can_trace_oom_kills": true' /tmp/check.json)" != 1 ]; then
 	oomtrace agent --tier $TIER --metrics-addr= > /dev/null 2> /tmp/agent.log; result agent_exit $?
 	section agentlog < /tmp/agent.log
+	# What the agent does without --tier: the tier it uses instead, and why.
+	oomtrace check --json > /tmp/check.json; result check_auto_exit $?
+	section check_auto < /tmp/check.json
 	section results < /tmp/results
 	exit 0
 fi
@@ -242,7 +350,10 @@ trace_on() {
 }
 (trace_on t1 --count 1 --for 60s) &
 (trace_on t0 --for 60s) & T0=$!
-i=0; while [ "$(cat /tmp/trace_t1.log /tmp/trace_t0.log 2>/dev/null | grep -c 'probes attached')" != 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+# Up to 2 minutes: two sessions reading kallsyms at once under arm64's
+# emulation, on a loaded host, took more than 30 s.
+i=0; while [ "$(cat /tmp/trace_t1.log /tmp/trace_t0.log 2>/dev/null | grep -c 'probes attached')" != 2 ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+result trace_attach_ds $i
 memhog hog -adj 0 -cgroup /sys/fs/cgroup/t1 -mib 64; result t1_exit $?
 i=0; while ! grep -q trace_t1_exit /tmp/results && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 kill -TERM $(cat /tmp/trace_t0.pid); wait $T0
@@ -253,8 +364,9 @@ section trace_t0_log < /tmp/trace_t0.log
 
 (echo 0 > /proc/self/oom_score_adj; exec oomtrace agent --tier $TIER --metrics-addr= --alloc-nowarn --node-name vm --ready-file /tmp/ready) > /tmp/events.jsonl 2> /tmp/agent.log &
 AGENT=$!
-i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ ! -f /tmp/ready ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 [ -f /tmp/ready ] || { section agentlog < /tmp/agent.log; exit 10; }
+result agent_ready_ds $i
 result agent_pid $AGENT
 result agent_adj $(cat /proc/$AGENT/oom_score_adj)
 read k0 < /proc/vmstat; grep '^oom_kill ' /proc/vmstat | { read n v; result vmstat_before $v; }
@@ -328,13 +440,6 @@ section results < /tmp/results
 `
 
 func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
-	files := []vmtest.File{
-		{Guest: "/bin/oomtrace", Host: g.oomtrace, Mode: 0o755},
-		{Guest: "/bin/memhog", Host: g.memhog, Mode: 0o755},
-	}
-	if ko := g.modules[k.Series]; ko != "" {
-		files = append(files, vmtest.File{Guest: "/allocfail.ko", Host: ko, Mode: 0o644})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := bootOnce(t, ctx, vmtest.BootOptions{
@@ -342,7 +447,7 @@ func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 		MemoryMiB:       512,
 		NUMANodes:       2,
 		Timeout:         4 * time.Minute,
-		Files:           files,
+		Files:           g.files(k),
 		Script:          "TIER=" + tier + "\n" + script,
 		ConsoleLogLevel: 1,
 	})
@@ -355,6 +460,8 @@ func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 			r.results[k] = v
 		}
 	}
+	t.Logf("%s %s --tier=%s: booted to /init in %.1fs (guest clock), whole run %.1fs; trace sessions attached after %ss/10, agent ready after %ss/10",
+		arch(k), k.Release, tier, res.InitAt.Seconds(), res.Duration.Seconds(), r.results["trace_attach_ds"], r.results["agent_ready_ds"])
 	if err := json.Unmarshal([]byte(res.Section("check")), &r.check); err != nil {
 		t.Fatalf("oomtrace check --json in the VM: %v\n%s\nconsole:\n%s", err, res.Section("check"), lastLines(res.Console, 40))
 	}
@@ -370,6 +477,7 @@ func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 			t.Errorf("agent --tier=%s failed without naming the tier:\n%s", tier, log)
 		}
 		t.Logf("%s: tier %s unavailable: %s", k.Release, tier, r.check.Conclusion)
+		checkInstead(t, r)
 		return r
 	}
 	schema := eventtest.Schema(t)
@@ -381,8 +489,37 @@ func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
 	return r
 }
 
+// checkInstead asserts, for a tier the kernel refused, that oomtrace
+// without --tier traces all the same, with another tier, and says what the
+// refused tier lacks on each hook that has a form of that tier.
+func checkInstead(t *testing.T, r *run) {
+	if err := json.Unmarshal([]byte(r.res.Section("check_auto")), &r.auto); err != nil {
+		t.Fatalf("oomtrace check --json (no --tier): %v\n%s", err, r.res.Section("check_auto"))
+	}
+	if !r.auto.CanTrace || r.results["check_auto_exit"] != "0" {
+		t.Fatalf("without --tier, check exits %s: %s", r.results["check_auto_exit"], r.auto.Conclusion)
+	}
+	if r.tier != "fentry" {
+		return
+	}
+	for _, h := range r.auto.Hooks {
+		if h.Hook != "oom_kill_process" && h.Hook != "mem_cgroup_out_of_memory" {
+			continue
+		}
+		why := ""
+		for _, s := range h.Skipped {
+			if strings.HasPrefix(s, "fentry (") {
+				why = s
+			}
+		}
+		if h.Tier == "fentry" || why == "" {
+			t.Errorf("without --tier, %s uses %s and passes over %q: want another tier and why fentry is not used", h.Hook, h.Tier, h.Skipped)
+		}
+	}
+}
+
 // checkScenarios asserts what each scenario must have produced.
-func checkScenarios(t *testing.T, r *run, haveModule bool) {
+func checkScenarios(t *testing.T, r *run, g guest) {
 	hookTier := map[string]string{}
 	for _, h := range r.check.Hooks {
 		hookTier[h.Hook] = h.Tier
@@ -680,8 +817,8 @@ func checkScenarios(t *testing.T, r *run, haveModule bool) {
 	})
 
 	t.Run("warned order-10 failures", func(t *testing.T) {
-		if !haveModule {
-			t.Skip("skipped: the test module did not build for this kernel")
+		if g.modules[r.kernel.Name()] == "" {
+			t.Skip(g.moduleSkip(r.kernel))
 		}
 		var n int
 		var sample *event.Event
@@ -745,23 +882,37 @@ func lastLines(s string, n int) string {
 // kernelTable renders docs/kernels.md from the runs.
 func kernelTable(runs []*run) string {
 	sort.Slice(runs, func(i, j int) bool {
-		if runs[i].kernel.Series != runs[j].kernel.Series {
-			return runs[i].kernel.Series < runs[j].kernel.Series
+		a, b := runs[i], runs[j]
+		if arch(a.kernel) != arch(b.kernel) {
+			return indexOf(archNames(), arch(a.kernel)) < indexOf(archNames(), arch(b.kernel))
 		}
-		return indexOf(tiers, runs[i].tier) < indexOf(tiers, runs[j].tier)
+		if a.kernel.Series != b.kernel.Series {
+			return indexOf(vmtest.Series, a.kernel.Series) < indexOf(vmtest.Series, b.kernel.Series)
+		}
+		return indexOf(tiers, a.tier) < indexOf(tiers, b.tier)
 	})
 	var b bytes.Buffer
 	b.WriteString("# Kernels and tiers\n\n")
-	b.WriteString("Generated by the kernel matrix (`make vmtest`): each Debian kernel booted\n")
-	b.WriteString("under qemu, `oomtrace check --tier T --json` per tier, then every scenario\n")
-	b.WriteString("with that tier forced. A cell is the tier the hook used; `none` means not\n")
-	b.WriteString("attached (see the reason below the table).\n\n")
-	b.WriteString("| kernel | --tier | oom:mark_victim | oom_kill_process | __oom_kill_process | mem_cgroup_out_of_memory | page_alloc_failure |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
-	var notes []string
+	b.WriteString("Generated by the kernel matrix (`make vmtest`): each Debian cloud kernel,\n")
+	b.WriteString("amd64 and arm64, booted under qemu (software emulation), `oomtrace check\n")
+	b.WriteString("--tier T --json` per tier, then every scenario with that tier forced. The\n")
+	b.WriteString("check column is that command's verdict and exit status; a hook's cell is the\n")
+	b.WriteString("tier it used; `none` means not attached (see the reasons below the table).\n")
+	b.WriteString("The amd64 kernel after 6.12 is the newest cloud kernel the Debian archive\n")
+	b.WriteString("offered when the table was made (backports, testing, unstable).\n\n")
+	b.WriteString("| kernel | arch | --tier | `oomtrace check` | oom:mark_victim | oom_kill_process | __oom_kill_process | mem_cgroup_out_of_memory | page_alloc_failure |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	var notes, refusals []string
 	for _, r := range runs {
+		verdict := fmt.Sprintf("traces (exit %s)", r.results["check_exit"])
 		if !r.check.CanTrace {
-			fmt.Fprintf(&b, "| %s | %s | refused: %s | | | | |\n", r.kernel.Release, r.tier, strings.ReplaceAll(r.check.Conclusion, "|", "/"))
+			verdict = fmt.Sprintf("refused (exit %s)", r.results["check_exit"])
+			var instead []string
+			for _, h := range r.auto.Hooks {
+				instead = append(instead, h.Hook+" "+h.Tier)
+			}
+			refusals = append(refusals, fmt.Sprintf("- %s, --tier=%s refused; without --tier: %s", r.kernel.Release, r.tier, strings.Join(instead, ", ")))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | refused: %s | | | | |\n", r.kernel.Release, arch(r.kernel), r.tier, verdict, strings.ReplaceAll(r.check.Conclusion, "|", "/"))
 			continue
 		}
 		cells := map[string]string{}
@@ -771,17 +922,59 @@ func kernelTable(runs []*run) string {
 				notes = append(notes, fmt.Sprintf("- %s, --tier=%s, %s: %s", r.kernel.Release, r.tier, h.Hook, h.Detail))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.kernel.Release, r.tier,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.kernel.Release, arch(r.kernel), r.tier, verdict,
 			cells["oom:mark_victim"], cells["oom_kill_process"], cells["__oom_kill_process"], cells["mem_cgroup_out_of_memory"], cells["page_alloc_failure"])
+	}
+	if len(refusals) > 0 {
+		b.WriteString("\nWhere a tier is refused, the tiers `oomtrace check` (and the agent) use without --tier:\n\n")
+		b.WriteString(strings.Join(refusals, "\n"))
+		b.WriteString("\n")
 	}
 	if len(notes) > 0 {
 		b.WriteString("\nWhy a hook is not attached:\n\n")
 		b.WriteString(strings.Join(notes, "\n"))
 		b.WriteString("\n")
 	}
+	b.WriteString(kernelFacts(runs))
 	b.WriteString("\nThe development machine's own kernel (6.18, no kprobes, no BPF trampolines)\n")
 	b.WriteString("runs the tracepoint tier only; `oomtrace check` there shows the same table row.\n")
 	return b.String()
+}
+
+// kernelFacts is a table of what each kernel offers, as its VMs measured
+// it: the page size, and what `oomtrace check` found of BPF trampolines
+// (fentry) and kprobes.
+func kernelFacts(runs []*run) string {
+	var b bytes.Buffer
+	b.WriteString("\nWhat each kernel offers, as measured in its VMs:\n\n")
+	b.WriteString("| kernel | arch | page size | fentry (BPF trampolines) | kprobes |\n|---|---|---|---|---|\n")
+	seen := map[string]bool{}
+	for _, r := range runs {
+		if seen[r.kernel.Release] {
+			continue
+		}
+		seen[r.kernel.Release] = true
+		support := func(tier string) string {
+			s, ok := r.check.Tiers[tier]
+			switch {
+			case !ok:
+				return "not probed"
+			case s.OK:
+				return "yes"
+			}
+			return "no: " + strings.ReplaceAll(s.Detail, "|", "/")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s KiB | %s | %s |\n", r.kernel.Release, arch(r.kernel), r.results["page_size_kib"], support("fentry"), support("kprobe"))
+	}
+	return b.String()
+}
+
+func archNames() []string {
+	var out []string
+	for _, a := range vmtest.Arches {
+		out = append(out, a.Name)
+	}
+	return out
 }
 
 func indexOf(s []string, v string) int {

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -18,14 +19,17 @@ const kernelsDoc = "../../docs/kernels.md"
 
 // docRow is one row of kernelsDoc.
 type docRow struct {
-	release, tier string
-	tiers         map[string]string // hook → tier, "none" when not attached
-	why           map[string]string // hook → why not attached (the notes)
-	refused       string            // the conclusion, when the tier was refused
+	release, arch, tier string
+	tiers               map[string]string // hook → tier, "none" when not attached
+	why                 map[string]string // hook → why not attached (the notes)
+	refused             string            // the conclusion, when the tier was refused
+	// noFentry is why the kernel has no BPF trampolines, from the table
+	// of what each kernel offers; empty when it has them.
+	noFentry string
 }
 
-// readKernelsDoc parses kernelsDoc's table and notes; hooks are its
-// columns.
+// readKernelsDoc parses kernelsDoc's tables and notes; hooks are the
+// columns after kernel, arch, --tier and the check's verdict.
 func readKernelsDoc(t *testing.T) (rows []*docRow, hookNames []string) {
 	t.Helper()
 	b, err := os.ReadFile(kernelsDoc)
@@ -39,28 +43,47 @@ func readKernelsDoc(t *testing.T) (rows []*docRow, hookNames []string) {
 		}
 		return c
 	}
+	const (
+		hookTable = "| kernel | arch | --tier | `oomtrace check` |"
+		factTable = "| kernel | arch | page size | fentry (BPF trampolines) |"
+		notesHead = "Why a hook is not attached:"
+		first     = 4 // the first hook's column
+	)
 	byKey := map[string]*docRow{}
+	noFentry := map[string]string{}
+	var in string // the table or list the lines belong to
 	for _, line := range strings.Split(string(b), "\n") {
 		switch {
-		case strings.HasPrefix(line, "| kernel | --tier |"):
-			hookNames = cells(line)[2:]
-		case strings.HasPrefix(line, "|---"):
-		case strings.HasPrefix(line, "| "):
-			c := cells(line)
-			if len(c) != 2+len(hookNames) {
-				t.Fatalf("%s: row %q has %d cells, want %d", kernelsDoc, line, len(c), 2+len(hookNames))
+		case strings.HasPrefix(line, hookTable):
+			in = hookTable
+			hookNames = cells(line)[first:]
+		case strings.HasPrefix(line, factTable), line == notesHead:
+			in = line
+			if strings.HasPrefix(line, factTable) {
+				in = factTable
 			}
-			r := &docRow{release: c[0], tier: c[1], tiers: map[string]string{}, why: map[string]string{}}
-			if refusal, ok := strings.CutPrefix(c[2], "refused: "); ok {
+		case strings.HasPrefix(line, "|---"):
+		case in == factTable && strings.HasPrefix(line, "| "):
+			c := cells(line)
+			if detail, ok := strings.CutPrefix(c[3], "no: "); ok {
+				noFentry[c[0]] = detail
+			}
+		case in == hookTable && strings.HasPrefix(line, "| "):
+			c := cells(line)
+			if len(c) != first+len(hookNames) {
+				t.Fatalf("%s: row %q has %d cells, want %d", kernelsDoc, line, len(c), first+len(hookNames))
+			}
+			r := &docRow{release: c[0], arch: c[1], tier: c[2], tiers: map[string]string{}, why: map[string]string{}}
+			if refusal, ok := strings.CutPrefix(c[first], "refused: "); ok {
 				r.refused = refusal
 			} else {
 				for i, h := range hookNames {
-					r.tiers[h] = c[2+i]
+					r.tiers[h] = c[first+i]
 				}
 			}
 			rows = append(rows, r)
 			byKey[r.release+" "+r.tier] = r
-		case strings.HasPrefix(line, "- "):
+		case in == notesHead && strings.HasPrefix(line, "- "):
 			// - <release>, --tier=<tier>, <hook>: <why>
 			release, rest, ok1 := strings.Cut(line[2:], ", --tier=")
 			tier, rest, ok2 := strings.Cut(rest, ", ")
@@ -74,6 +97,9 @@ func readKernelsDoc(t *testing.T) (rows []*docRow, hookNames []string) {
 	}
 	if len(rows) == 0 || len(hookNames) == 0 {
 		t.Fatalf("%s: no table found", kernelsDoc)
+	}
+	for _, r := range rows {
+		r.noFentry = noFentry[r.release]
 	}
 	return rows, hookNames
 }
@@ -97,13 +123,28 @@ func offering(markVictim string, fentry, kprobes error) kernel {
 	return k
 }
 
-// debianMarkVictim is the one fact that tells the Debian kernels of
+// debianMarkVictim is the fact that tells the Debian kernels of
 // kernelsDoc apart here: the mark_victim format each release has. All of
-// them have BTF, kprobes and BPF trampolines.
+// them have BTF and kprobes; BPF trampolines, where the table of what
+// each kernel offers does not say otherwise (arm64 before 6.0).
 var debianMarkVictim = map[string]string{
 	"5.10": markVictimPid, // 5.10.0-32: the change was not backported
 	"6.1":  markVictimFull,
 	"6.12": markVictimFull,
+}
+
+// markVictimOf is the mark_victim format of a Debian release: as
+// debianMarkVictim says for the three stable series, full for the newest
+// kernels of the matrix (6.9 and later have it from upstream).
+func markVictimOf(release string) (string, bool) {
+	if mv, ok := debianMarkVictim[series(release)]; ok {
+		return mv, true
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(series(release), "%d.%d", &major, &minor); err == nil && (major > 6 || major == 6 && minor >= 9) {
+		return markVictimFull, true
+	}
+	return "", false
 }
 
 func series(release string) string {
@@ -163,9 +204,9 @@ func mapsEqual(a, b map[string]string) bool {
 var forcedTiers = []Tier{TierNone, TierFentry, TierKprobe, TierTracepoint}
 
 // Every row of docs/kernels.md, from a description of its kernel alone.
-// The table has no row for the default (no --tier); on these kernels,
-// where fentry works, the default is the fentry row: the best tier of
-// each hook.
+// The table has no row for the default (no --tier); where fentry works,
+// the default is the fentry row: the best tier of each hook; where it does
+// not, the kprobe row.
 func TestChooseDebianKernels(t *testing.T) {
 	rows, hookNames := readKernelsDoc(t)
 	var names []string
@@ -183,16 +224,23 @@ func TestChooseDebianKernels(t *testing.T) {
 		byKernel[r.release][r.tier] = r
 	}
 	for release, byTier := range byKernel {
-		mv, ok := debianMarkVictim[series(release)]
+		mv, ok := markVictimOf(release)
 		if !ok {
 			t.Errorf("%s lists kernel %s: say here which mark_victim format it has", kernelsDoc, release)
 			continue
 		}
-		k := offering(mv, nil, nil)
+		var fentryErr error
+		best := TierFentry
+		for _, r := range byTier {
+			if r.noFentry != "" {
+				fentryErr, best = errors.New(r.noFentry), TierKprobe
+			}
+		}
+		k := offering(mv, fentryErr, nil)
 		for _, forced := range forcedTiers {
 			want := byTier[forced.String()]
 			if forced == TierNone {
-				want = byTier[TierFentry.String()]
+				want = byTier[best.String()]
 			}
 			t.Run(release+"/--tier="+forced.String(), func(t *testing.T) {
 				if want == nil {
@@ -204,12 +252,14 @@ func TestChooseDebianKernels(t *testing.T) {
 		}
 	}
 	for s := range debianMarkVictim {
-		found := false
-		for release := range byKernel {
-			found = found || series(release) == s
-		}
-		if !found {
-			t.Errorf("%s has no %s kernel: the matrix must cover it", kernelsDoc, s)
+		for _, arch := range []string{"amd64", "arm64"} {
+			found := false
+			for _, r := range rows {
+				found = found || series(r.release) == s && r.arch == arch
+			}
+			if !found {
+				t.Errorf("%s has no %s kernel for %s: the matrix must cover it", kernelsDoc, s, arch)
+			}
 		}
 	}
 }

@@ -213,6 +213,11 @@ func fentryWorks(spec *btf.Spec, fn string) error {
 	}
 	defer prog.Close()
 	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		// Seen on Debian's arm64 6.1: the program loads, the attach is
+		// refused (ENOTSUPP): no BPF trampolines on this architecture yet.
+		return fmt.Errorf("kernel loads fentry programs but cannot attach them (no BPF trampolines for this architecture in this kernel): attach to %s: %w", fn, err)
+	}
 	if err != nil {
 		return fmt.Errorf("attach fentry to %s: %w", fn, err)
 	}

@@ -20,12 +20,10 @@ import (
 	"time"
 )
 
-// Busybox is the static busybox copied into every initramfs as /bin/busybox
-// (Debian's busybox-static installs it there).
+// Busybox is the host's static busybox, copied into the initramfs of a
+// guest of the host's architecture as /bin/busybox (Debian's busybox-static
+// installs it there); see Arch.Busybox.
 var Busybox = "/bin/busybox"
-
-// QEMU is the emulator binary.
-var QEMU = "qemu-system-x86_64"
 
 // Markers the guest writes on its output port. They are unique enough not to
 // appear in program output by accident.
@@ -36,7 +34,7 @@ const (
 	markerEnd   = "OOMTRACE-VM-END "
 )
 
-// DefaultCPU is the emulated CPU model.
+// DefaultCPU is the emulated CPU model of an amd64 guest.
 //
 // -cx16: with cmpxchg16b, Debian's 6.12 kernel crashed in 5 of 12 boots under
 // qemu 7.2's TCG (double faults and garbage EFLAGS right after the
@@ -46,17 +44,6 @@ const (
 // +rdrand: the kernel seeds its RNG at once (CONFIG_RANDOM_TRUST_CPU), so a
 // guest program's getrandom() does not block for seconds on 5.10.
 const DefaultCPU = "qemu64,-cx16,+rdrand"
-
-// OutputPort is the guest device that carries the exit marker and sections.
-//
-// Why a second UART and not the console: the console (ttyS0) also carries
-// kernel messages, which printk can put in the middle of a line a program is
-// writing, so a JSONL stream read from it can be corrupted. The second 16550
-// (ttyS1, qemu's `-serial file:`) only carries what the guest writes to it.
-// Why not virtio-serial: Debian's 5.10 and 6.1 cloud kernels build
-// virtio_console as a module, and the initramfs has no modules, while the
-// 8250 driver is built in everywhere.
-const OutputPort = "/dev/ttyS1"
 
 // File is an extra file for the initramfs: either a host file or bytes.
 type File struct {
@@ -76,13 +63,13 @@ type BootOptions struct {
 	// memory only), for OOMs constrained to a node (cpuset.mems,
 	// set_mempolicy). Otherwise the guest has one node.
 	NUMANodes int
-	CPU       string        // qemu -cpu, default DefaultCPU
+	CPU       string        // qemu -cpu, default the architecture's (Arch.CPU)
 	Timeout   time.Duration // whole run, boot to power-off; default 60s
 	Files     []File        // added to the initramfs; executables must be static
 	// Script is the scenario, run by busybox sh as /scenario.sh after the
 	// mounts. Its exit status is Result.ExitStatus. The shell function
 	// `section NAME` copies its stdin to the output port between markers,
-	// for Result.Section; $VM_OUT names the port.
+	// for Result.Section; $VM_OUT names the port (Arch.OutputPort).
 	Script string
 	// Cmdline is added to the kernel command line.
 	Cmdline []string
@@ -102,8 +89,8 @@ type BootOptions struct {
 
 // Result is what a run printed.
 type Result struct {
-	Console    string        // ttyS0: kernel messages and the scenario's stdout and stderr
-	Output     string        // OutputPort: markers and sections, "\r" removed
+	Console    string        // Arch.Console: kernel messages and the scenario's stdout and stderr
+	Output     string        // Arch.OutputPort: markers and sections, "\r" removed
 	ExitStatus int           // the scenario's exit status, -1 if /init never reported it
 	Duration   time.Duration // qemu start to exit
 	// InitAt is the guest's uptime when /init started: how long the kernel
@@ -153,12 +140,16 @@ func Boot(ctx context.Context, opts BootOptions) (Result, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 60 * time.Second
 	}
-	if opts.CPU == "" {
-		opts.CPU = DefaultCPU
-	}
-	qemu, err := exec.LookPath(QEMU)
+	arch, err := opts.Kernel.arch()
 	if err != nil {
-		return res, fmt.Errorf("boot %s: %w (apt-get install qemu-system-x86)", opts.Kernel.Release, err)
+		return res, fmt.Errorf("boot %s: %w", opts.Kernel.Release, err)
+	}
+	if opts.CPU == "" {
+		opts.CPU = arch.CPU
+	}
+	qemu, err := exec.LookPath(arch.QEMU)
+	if err != nil {
+		return res, fmt.Errorf("boot %s: %w (apt-get install %s)", opts.Kernel.Release, err, arch.Package)
 	}
 
 	dir, err := os.MkdirTemp("", "oomtrace-vm-")
@@ -167,28 +158,29 @@ func Boot(ctx context.Context, opts BootOptions) (Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	initrd := filepath.Join(dir, "initramfs.cpio")
-	if err := writeInitramfs(initrd, opts); err != nil {
+	if err := writeInitramfs(initrd, arch, opts); err != nil {
 		return res, fmt.Errorf("boot %s: %w", opts.Kernel.Release, err)
 	}
-	outPath := filepath.Join(dir, "ttyS1")
+	outPath := filepath.Join(dir, "output-port")
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "quiet"}, opts.Cmdline...)
-	args := []string{
+	cmdline := append([]string{"console=" + arch.Console, "panic=-1", "quiet"}, opts.Cmdline...)
+	args := append([]string{
 		"-nodefaults", // no NIC, VGA, floppy or CD-ROM to probe: faster boot
 		"-nographic",
 		"-no-reboot", // a panic (panic=-1 reboots at once) ends qemu instead of looping
-		"-accel", "tcg",
+	}, arch.Machine...)
+	args = append(args,
 		"-cpu", opts.CPU,
 		"-m", strconv.Itoa(opts.MemoryMiB),
 		"-smp", strconv.Itoa(opts.CPUs),
 		"-kernel", opts.Kernel.Vmlinuz,
 		"-initrd", initrd,
 		"-append", strings.Join(cmdline, " "),
-		"-serial", "stdio", // ttyS0, the console
-		"-serial", "file:" + outPath, // ttyS1, see OutputPort
-	}
+		"-serial", "stdio", // the console
+	)
+	args = append(args, arch.outputArgs(outPath)...)
 	args = append(args, numaArgs(opts.MemoryMiB, opts.CPUs, opts.NUMANodes)...)
 	args = append(args, opts.QEMUArgs...)
 	cmd := exec.CommandContext(ctx, qemu, args...)
@@ -283,7 +275,7 @@ func tail(s string, lines int) string {
 // decides whether it needs the file system.
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin HOME=/root VM_OUT=` + OutputPort + `
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin HOME=/root VM_OUT=@OUTPUT_PORT@
 m() { mkdir -p "$3"; mount -t "$1" "$2" "$3" || echo "init: mount $1 on $3 failed" >&2; }
 m proc proc /proc
 m sysfs sysfs /sys
@@ -315,9 +307,10 @@ section() {
 }
 `
 
-func writeInitramfs(file string, opts BootOptions) error {
-	if err := checkStatic(Busybox); err != nil {
-		return err
+func writeInitramfs(file string, arch Arch, opts BootOptions) error {
+	busybox := arch.Busybox()
+	if err := checkStatic(busybox, arch); err != nil {
+		return fmt.Errorf("%w (the guest's busybox: scripts/vm/fetch-kernels.sh --arch %s fetches it)", err, arch.Name)
 	}
 	loglevel := ""
 	if opts.ConsoleLogLevel > 0 {
@@ -333,13 +326,13 @@ func writeInitramfs(file string, opts BootOptions) error {
 		Dir("/sbin", 0o755),
 		Dir("/usr/bin", 0o755),
 		Dir("/usr/sbin", 0o755),
-		HostFile("/bin/busybox", Busybox, 0o755),
-		Regular("/init", []byte(strings.Replace(initScript, "@LOGLEVEL@", loglevel, 1)), 0o755),
+		HostFile("/bin/busybox", busybox, 0o755),
+		Regular("/init", []byte(strings.NewReplacer("@LOGLEVEL@", loglevel, "@OUTPUT_PORT@", arch.OutputPort).Replace(initScript)), 0o755),
 		Regular("/scenario.sh", []byte(scenarioPrelude+opts.Script), 0o755),
 	}
 	for _, f := range opts.Files {
 		if f.Host != "" {
-			if err := checkStatic(f.Host); err != nil {
+			if err := checkStatic(f.Host, arch); err != nil {
 				return err
 			}
 			entries = append(entries, HostFile(f.Guest, f.Host, f.Mode))
@@ -367,9 +360,10 @@ func writeInitramfs(file string, opts BootOptions) error {
 	return out.Close()
 }
 
-// checkStatic fails for a dynamically linked ELF file: the initramfs has no
-// libc or loader. Other files (scripts, data) pass.
-func checkStatic(path string) error {
+// checkStatic fails for an ELF file that is dynamically linked (the
+// initramfs has no libc or loader) or built for another machine than the
+// guest's. Other files (scripts, data) pass.
+func checkStatic(path string, arch Arch) error {
 	fh, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
@@ -382,6 +376,11 @@ func checkStatic(path string) error {
 	f, err := elf.NewFile(fh)
 	if err != nil {
 		return fmt.Errorf("initramfs: %s: %w", path, err)
+	}
+	// Relocatable objects (kernel modules) are checked too: a module of
+	// another architecture would not load.
+	if f.Machine != arch.ELF {
+		return fmt.Errorf("initramfs: %s is built for %s, the guest is %s (%s)", path, f.Machine, arch.Name, arch.ELF)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {

@@ -123,17 +123,23 @@ func TestBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped: -short: boots a VM per kernel")
 	}
-	if _, err := exec.LookPath(QEMU); err != nil {
-		t.Skipf("%s not found (apt-get install qemu-system-x86): %v", QEMU, err)
+	for _, arch := range Arches {
+		t.Run(arch.Name, func(t *testing.T) { testBoot(t, arch) })
+	}
+}
+
+func testBoot(t *testing.T, arch Arch) {
+	if _, err := exec.LookPath(arch.QEMU); err != nil {
+		t.Skipf("%s not found (apt-get install %s): %v", arch.QEMU, arch.Package, err)
 	}
 	ctx := context.Background()
 	memhog := filepath.Join(t.TempDir(), "memhog")
-	if err := BuildStatic(ctx, "../..", "./internal/memhog", memhog); err != nil {
+	if err := BuildStaticFor(ctx, arch.Name, "../..", "./internal/memhog", memhog); err != nil {
 		t.Fatal(err)
 	}
-	for _, series := range Series {
+	for _, series := range SeriesOf(arch.Name) {
 		t.Run(series, func(t *testing.T) {
-			k, err := FindKernel(series)
+			k, err := FindArchKernel(arch.Name, series)
 			if errors.Is(err, ErrNoKernel) {
 				t.Skipf("no %s kernel: %v", series, err)
 			}
@@ -152,8 +158,8 @@ func TestBoot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s (%s): kernel booted to /init in %.1fs (guest clock), whole run %.1fs",
-				series, k.Release, res.InitAt.Seconds(), res.Duration.Seconds())
+			t.Logf("%s %s (%s): kernel booted to /init in %.1fs (guest clock), whole run %.1fs",
+				arch.Name, series, k.Release, res.InitAt.Seconds(), res.Duration.Seconds())
 			defer func() {
 				if t.Failed() {
 					t.Logf("console:\n%s\noutput port:\n%s", res.Console, res.Output)

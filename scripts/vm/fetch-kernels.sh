@@ -4,15 +4,22 @@
 # fetch-kernels.sh: download Debian cloud kernels for the qemu test harness
 # (internal/vmtest) into a cache dir, without touching the system's apt state.
 #
-# Usage: fetch-kernels.sh [--headers] [5.10|6.1|6.12 ...]   (default: all three)
+# Usage: fetch-kernels.sh [--headers] [--arch amd64|arm64] [5.10|6.1|6.12|newest ...]
+#   (default: amd64, the three series and the newest; --arch may be given
+#   more than once)
 #
 # Layout, under ${OOMTRACE_VM_CACHE:-/var/cache/oomtrace-vm}:
-#   kernels/<series>/vmlinuz    the kernel image
+#   kernels/<series>/vmlinuz    the kernel image (amd64; kernels/<series>-arm64/
+#                               for arm64, and so on)
 #   kernels/<series>/config     its build config
 #   kernels/<series>/version    the exact release, e.g. 6.1.0-37-cloud-amd64
 #   kernels/<series>/headers    (--headers) a kbuild tree for out-of-tree modules:
 #                               make -C kernels/<series>/headers M=$PWD modules
-#   apt/<suite>/                the private apt sources list and package lists
+#                               (for arm64 with ARCH=arm64 and a cross compiler;
+#                               its kbuild tools are the host's architecture)
+#   busybox/<arch>/busybox      a static busybox for the guest's initramfs, for
+#                               each architecture other than the host's
+#   apt/<suite>[-<arch>]/       the private apt sources list and package lists
 #
 # Which suite each series comes from, and why:
 #   5.10  bullseye            (its last point release, 5.10.223, which still has
@@ -25,6 +32,12 @@
 #                              bookworm's glibc, so --headers works on a bookworm
 #                              host; trixie's 6.12 needs gcc-14).
 #                              Override: OOMTRACE_VM_SUITE_6_12=trixie
+#   newest                    the highest cloud kernel in any of
+#                             $OOMTRACE_VM_NEWEST_SUITES (default
+#                             trixie-backports forky sid): so a kernel newer than
+#                             any release's catches CO-RE relocations that break.
+#                             Cached like the others: delete kernels/newest to
+#                             look again.
 #
 # The mirror is never named here: the URI is read from the system's apt sources
 # at run time, and only the suite names differ. apt runs with its own source
@@ -42,9 +55,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../debian-apt.sh"
 
 CACHE=${OOMTRACE_VM_CACHE:-/var/cache/oomtrace-vm}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+NEWEST_SUITES=${OOMTRACE_VM_NEWEST_SUITES:-trixie-backports forky sid}
+HOST_ARCH=$(dpkg --print-architecture)
+# ARCH is the architecture being fetched (--arch).
+ARCH=amd64
 
 usage() {
-	echo "usage: $0 [--headers] [5.10|6.1|6.12 ...]" >&2
+	echo "usage: $0 [--headers] [--arch amd64|arm64] [5.10|6.1|6.12|newest ...]" >&2
 	exit 2
 }
 
@@ -54,49 +71,68 @@ die() {
 	exit 1
 }
 
+# kernel_dir is where a series of $ARCH is cached: amd64 has the plain
+# series name (the layout before other architectures), the others a suffix.
+kernel_dir() {
+	if [[ $ARCH == amd64 ]]; then
+		echo "$CACHE/kernels/$1"
+	else
+		echo "$CACHE/kernels/$1-$ARCH"
+	fi
+}
+
 suite_for() {
 	case $1 in
 	5.10) echo bullseye ;;
 	6.1) echo bookworm ;;
 	6.12) echo "${OOMTRACE_VM_SUITE_6_12:-bookworm-backports}" ;;
+	newest) cat "$(kernel_dir newest)/suite" 2>/dev/null || return 1 ;;
 	*) return 1 ;;
 	esac
 }
 
 # Package name of the image, as an extended regex; the release is the part
 # between "linux-image-" and the end. 6.1 excludes bullseye's 6.1.0-0.deb11.N
-# backports; 6.12 names look like 6.12.38+deb12-cloud-amd64.
+# backports; 6.12 and newer names look like 6.12.38+deb12-cloud-amd64.
 image_regex() {
 	case $1 in
-	5.10) echo '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$' ;;
-	6.1) echo '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' ;;
-	6.12) echo '^linux-image-6\.12\.[0-9]+\+deb[0-9.]+-cloud-amd64$' ;;
+	5.10) echo "^linux-image-5\.10\.0-[0-9]+-cloud-$ARCH\$" ;;
+	6.1) echo "^linux-image-6\.1\.0-[0-9]+-cloud-$ARCH\$" ;;
+	6.12) echo "^linux-image-6\.12\.[0-9]+\+deb[0-9.]+-cloud-$ARCH\$" ;;
+	newest) echo "^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb[0-9.]+-cloud-$ARCH\$" ;;
 	esac
 }
 
 # APT holds the options that point apt at the private state of one suite.
+# A foreign architecture's lists also hold the host's: the kbuild tools that
+# build its modules run here.
 APT=()
 declare -A UPDATED=()
 apt_setup() {
-	local suite=$1 dir=$CACHE/apt/$1 uri
+	local suite=$1 dir=$CACHE/apt/$1 uri arches=$HOST_ARCH
+	if [[ $ARCH != "$HOST_ARCH" ]]; then
+		dir=$CACHE/apt/$1-$ARCH
+		arches=$HOST_ARCH,$ARCH
+	fi
 	uri=$(debian_mirror) || die "cannot find the Debian archive to fetch kernels from"
 	private_apt "$dir"
-	echo "deb [signed-by=$KEYRING] $uri $suite main" >"$dir/sources.list"
-	APT=("${PRIVATE_APT[@]}")
-	# Refresh the lists at most once per run and suite.
-	if [[ -z ${UPDATED[$suite]:-} ]]; then
-		log "updating package lists for $suite"
+	echo "deb [arch=$arches signed-by=$KEYRING] $uri $suite main" >"$dir/sources.list"
+	APT=("${PRIVATE_APT[@]}" -o "APT::Architectures::=$HOST_ARCH")
+	[[ $ARCH == "$HOST_ARCH" ]] || APT+=(-o "APT::Architectures::=$ARCH")
+	# Refresh the lists at most once per run and list dir.
+	if [[ -z ${UPDATED[$dir]:-} ]]; then
+		log "updating package lists for $suite ($arches)"
 		apt-get "${APT[@]}" -qq update >&2 || die "apt-get update for $suite failed"
-		UPDATED[$suite]=1
+		UPDATED[$dir]=1
 	fi
 }
 
-# newest_image prints the release of the newest cloud image of a series.
+# newest_image prints the release of the newest cloud image of a series in
+# the suite apt_setup chose, or nothing.
 newest_image() {
-	local series=$1 names
-	names=$(apt-cache "${APT[@]}" search --names-only "$(image_regex "$series")" | awk '{print $1}')
-	[[ -n $names ]] || die "no linux-image package for $series in suite $(suite_for "$series")"
-	sort -V <<<"$names" | tail -n1 | sed 's/^linux-image-//'
+	local series=$1
+	apt-cache "${APT[@]}" search --names-only "$(image_regex "$series")" | awk '{print $1}' |
+		sort -V | tail -n1 | sed 's/^linux-image-//'
 }
 
 # download fetches packages into a fresh temp dir and prints its path.
@@ -111,20 +147,55 @@ download() {
 }
 
 fetch_image() {
-	local series=$1 dir=$CACHE/kernels/$1 release tmp
+	local series=$1 dir release tmp suite
+	dir=$(kernel_dir "$series")
 	if [[ -s $dir/vmlinuz && -s $dir/version ]]; then
-		log "$series: $(cat "$dir/version") already cached"
+		log "$series ($ARCH): $(cat "$dir/version") already cached"
 		return
 	fi
-	apt_setup "$(suite_for "$series")"
-	release=$(newest_image "$series")
-	log "$series: fetching linux-image-$release"
-	tmp=$(download "linux-image-$release")
-	dpkg -x "$tmp"/linux-image-*.deb "$tmp/root"
+	if [[ $series == newest ]]; then
+		# The highest release across the suites, and the suite that has it.
+		local s r best="" best_suite=""
+		for s in $NEWEST_SUITES; do
+			apt_setup "$s"
+			r=$(newest_image newest)
+			log "newest ($ARCH): $s offers ${r:-no cloud kernel}"
+			if [[ -n $r ]] && [[ -z $best || $(printf '%s\n%s\n' "$best" "$r" | sort -V | tail -n1) == "$r" && $r != "$best" ]]; then
+				best=$r best_suite=$s
+			fi
+		done
+		[[ -n $best ]] || die "no cloud kernel for $ARCH in $NEWEST_SUITES"
+		suite=$best_suite release=$best
+		apt_setup "$suite"
+	else
+		suite=$(suite_for "$series")
+		apt_setup "$suite"
+		release=$(newest_image "$series")
+		[[ -n $release ]] || die "no linux-image package for $series ($ARCH) in suite $suite"
+	fi
+	# From 7.x, linux-image-<release> is empty and depends on the packages
+	# that hold the image (linux-binary-) and its config (linux-base-).
+	local pkgs=("linux-image-$release:$ARCH") d deb
+	for d in $(apt-cache "${APT[@]}" depends "linux-image-$release:$ARCH" | awk '$1 == "Depends:" {print $2}'); do
+		d=${d#<} d=${d%>} d=${d%%:*}
+		case $d in linux-binary-"$release" | linux-base-"$release") pkgs+=("$d:$ARCH") ;; esac
+	done
+	log "$series ($ARCH): fetching ${pkgs[*]} from $suite"
+	tmp=$(download "${pkgs[@]}")
+	for deb in "$tmp"/*.deb; do
+		dpkg -x "$deb" "$tmp/root"
+	done
 	mkdir -p "$dir"
-	cp "$tmp/root/boot/vmlinuz-$release" "$dir/vmlinuz.new"
-	cp "$tmp/root/boot/config-$release" "$dir/config"
+	# boot/vmlinuz-<release> before 7.x; usr/lib/modules/<release>/vmlinuz since.
+	local boot=$tmp/root/boot/ suffix=-$release
+	if [[ ! -e $boot/vmlinuz$suffix ]]; then
+		boot=$tmp/root/usr/lib/modules/$release/ suffix=
+	fi
+	[[ -e $boot/vmlinuz$suffix ]] || die "$series ($ARCH): no vmlinuz in ${pkgs[*]}"
+	cp "$boot/vmlinuz$suffix" "$dir/vmlinuz.new"
+	cp "$boot/config$suffix" "$dir/config"
 	rm -rf "$tmp"
+	echo "$suite" >"$dir/suite"
 	# version is written last: its presence means the series is complete.
 	mv "$dir/vmlinuz.new" "$dir/vmlinuz"
 	echo "$release" >"$dir/version"
@@ -134,28 +205,33 @@ fetch_image() {
 # linux-kbuild dependencies into kernels/<series>/headers-root and links
 # kernels/<series>/headers to the arch-specific tree. Debian's trees refer to
 # each other by absolute /usr/src and /usr/lib paths, which are rewritten to
-# point into the cache.
+# point into the cache. linux-kbuild holds programs (fixdep, modpost) that run
+# on the build machine: it is the host's architecture's package.
 fetch_headers() {
-	local series=$1 dir=$CACHE/kernels/$1 release root tmp deps pkgs
+	local series=$1 dir release root tmp deps pkgs
+	dir=$(kernel_dir "$series")
 	release=$(cat "$dir/version")
 	root=$dir/headers-root
 	if [[ -f $root/.complete ]]; then
-		log "$series: headers for $release already cached"
+		log "$series ($ARCH): headers for $release already cached"
 		return
 	fi
 	apt_setup "$(suite_for "$series")"
 	# The dependencies name the -common and linux-kbuild packages, whose names
 	# differ between releases (linux-kbuild-6.1 vs linux-kbuild-6.12.38+deb12).
-	deps=$(apt-cache "${APT[@]}" depends "linux-headers-$release" | awk '$1 == "Depends:" {print $2}')
-	pkgs=("linux-headers-$release")
+	deps=$(apt-cache "${APT[@]}" depends "linux-headers-$release:$ARCH" | awk '$1 == "Depends:" {print $2}')
+	pkgs=("linux-headers-$release:$ARCH")
 	local d
 	for d in $deps; do
+		# A foreign architecture's view names them <pkg:arch>.
+		d=${d#<} d=${d%>} d=${d%%:*}
 		case $d in
-		linux-headers-*-common* | linux-kbuild-*) pkgs+=("$d") ;;
+		linux-headers-*-common*) pkgs+=("$d") ;;
+		linux-kbuild-*) pkgs+=("$d:$HOST_ARCH") ;;
 		esac
 	done
-	[[ ${#pkgs[@]} -ge 3 ]] || die "$series: unexpected dependencies of linux-headers-$release: $deps"
-	log "$series: fetching ${pkgs[*]}"
+	[[ ${#pkgs[@]} -ge 3 ]] || die "$series ($ARCH): unexpected dependencies of linux-headers-$release: $deps"
+	log "$series ($ARCH): fetching ${pkgs[*]}"
 	tmp=$(download "${pkgs[@]}")
 	rm -rf "$root"
 	mkdir -p "$root"
@@ -175,7 +251,7 @@ fetch_headers() {
 		target=$(readlink "$f")
 		ln -sfn "$root$target" "$f"
 	done
-	[[ -f $root/usr/src/linux-headers-$release/Makefile ]] || die "$series: no Makefile in linux-headers-$release"
+	[[ -f $root/usr/src/linux-headers-$release/Makefile ]] || die "$series ($ARCH): no Makefile in linux-headers-$release"
 	ln -sfn "headers-root/usr/src/linux-headers-$release" "$dir/headers"
 	touch "$root/.complete"
 }
@@ -186,38 +262,71 @@ fetch_headers() {
 # gcc-10, which bookworm does not have, but `make CC=gcc-12` built a module
 # that loaded; 6.12's kbuild runs pahole for module BTF.
 toolchain_hint() {
-	local series=$1 dir=$CACHE/kernels/$1 cc
+	local series=$1 dir cc
+	dir=$(kernel_dir "$series")
 	cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$dir/config")
 	if [[ -n $cc ]] && ! command -v "$cc" >/dev/null; then
-		log "$series: the kernel was built with $cc, which is not on this host: make CC=gcc-12 built a module that loaded on 5.10, or install $cc"
+		log "$series ($ARCH): the kernel was built with $cc, which is not on this host: make CC=gcc-12 built a module that loaded on 5.10, or install $cc"
 	fi
-	if [[ $series == 6.12 ]] && ! command -v pahole >/dev/null; then
-		log "$series: pahole not found: apt-get install pahole, or add CONFIG_DEBUG_INFO_BTF_MODULES= to the make command line"
+	local cross=""
+	[[ $ARCH == "$HOST_ARCH" ]] || cross=" ARCH=${ARCH/amd64/x86_64} CROSS_COMPILE=<gnu triplet>-"
+	log "$series ($ARCH): build modules with: make -C $dir/headers M=\$PWD$cross modules"
+}
+
+# fetch_busybox unpacks Debian's busybox-static of $ARCH, from the host's own
+# release, into busybox/<arch>/busybox. The host's architecture uses the
+# installed package (make deps).
+fetch_busybox() {
+	local dir=$CACHE/busybox/$ARCH suite tmp
+	[[ $ARCH != "$HOST_ARCH" ]] || return 0
+	if [[ -x $dir/busybox ]]; then
+		log "busybox ($ARCH): already cached"
+		return
 	fi
-	log "$series: build modules with: make -C $dir/headers M=\$PWD modules"
+	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[[ -n $suite ]] || die "no VERSION_CODENAME in /etc/os-release: cannot tell which release's busybox-static to fetch"
+	apt_setup "$suite"
+	log "busybox ($ARCH): fetching busybox-static from $suite"
+	tmp=$(download "busybox-static:$ARCH")
+	dpkg -x "$tmp"/busybox-static_*.deb "$tmp/root"
+	mkdir -p "$dir"
+	cp "$tmp/root/bin/busybox" "$dir/busybox.new"
+	rm -rf "$tmp"
+	mv "$dir/busybox.new" "$dir/busybox"
 }
 
 headers=false
 series=()
-for arg in "$@"; do
-	case $arg in
+arches=()
+while [[ $# -gt 0 ]]; do
+	case $1 in
 	--headers) headers=true ;;
+	--arch)
+		[[ $# -ge 2 ]] || usage
+		case $2 in amd64 | arm64) arches+=("$2") ;; *) usage ;; esac
+		shift
+		;;
 	-h | --help) usage ;;
-	5.10 | 6.1 | 6.12) series+=("$arg") ;;
+	5.10 | 6.1 | 6.12 | newest) series+=("$1") ;;
 	*) usage ;;
 	esac
+	shift
 done
-[[ ${#series[@]} -gt 0 ]] || series=(5.10 6.1 6.12)
+[[ ${#series[@]} -gt 0 ]] || series=(5.10 6.1 6.12 newest)
+[[ ${#arches[@]} -gt 0 ]] || arches=(amd64)
 
 command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian-like host"
 [[ -r $KEYRING ]] || die "$KEYRING missing: apt-get install debian-archive-keyring"
 mkdir -p "$CACHE/kernels" "$CACHE/apt"
 
-for s in "${series[@]}"; do
-	fetch_image "$s"
-	if $headers; then
-		fetch_headers "$s"
-		toolchain_hint "$s"
-	fi
-	echo "$s $(cat "$CACHE/kernels/$s/version") $CACHE/kernels/$s"
+for ARCH in "${arches[@]}"; do
+	fetch_busybox
+	for s in "${series[@]}"; do
+		fetch_image "$s"
+		if $headers; then
+			fetch_headers "$s"
+			toolchain_hint "$s"
+		fi
+		echo "$ARCH $s $(cat "$(kernel_dir "$s")/version") $(kernel_dir "$s")"
+	done
 done

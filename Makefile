@@ -77,7 +77,7 @@ test: deps check-generated build kernels ## run every test (as root): unit, live
 	# running beside them would slow that down. The kernel table goes to a
 	# temporary file and is compared: a test run changes no committed file.
 	@table=$$(mktemp); trap 'rm -f "$$table"' EXIT; \
-	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$$table $(GO) test -p 1 -count=1 -timeout 20m ./... || exit 1; \
+	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" OOMTRACE_KERNEL_TABLE=$$table $(GO) test -p 1 -count=1 -timeout 45m ./... || exit 1; \
 	if [ "$(FULL_MATRIX)" != yes ]; then \
 		echo "docs/kernels.md not checked: KERNELS/ARCHES/TIERS narrow the matrix" >&2; \
 	elif [ ! -s "$$table" ]; then \
@@ -120,7 +120,7 @@ kernels: ## fetch the Debian kernels and headers the VM tests boot, and arm64's 
 	done
 
 vmtest: deps kernels ## run the kernel matrix in qemu (KERNELS="6.1" ARCHES="arm64" TIERS="kprobe" narrow it); a full run regenerates docs/kernels.md
-	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 20m -v -run TestMatrix ./internal/kerneltest
+	KERNELS="$(KERNELS)" ARCHES="$(ARCHES)" TIERS="$(TIERS)" $(if $(FULL_MATRIX),OOMTRACE_KERNEL_TABLE=$(CURDIR)/docs/kernels.md) $(GO) test -count=1 -timeout 45m -v -run TestMatrix ./internal/kerneltest
 
 e2e: ## bring up a real single-node Kubernetes here, install deploy/kubernetes, run internal/e2e against it, tear it all down (root; Kubernetes binaries cached in /var/cache/oomtrace-e2e)
 	bash scripts/e2e/run.sh

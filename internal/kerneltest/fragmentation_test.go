@@ -45,12 +45,13 @@ func TestFragmentation(t *testing.T) {
 			if g.modules[k.Name()] == "" {
 				t.Skip(g.moduleSkip(k))
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			timeout := vmTimeout(k, 5*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 			defer cancel()
 			res, err := bootOnce(t, ctx, vmtest.BootOptions{
 				Kernel:          k,
 				MemoryMiB:       384,
-				Timeout:         3 * time.Minute,
+				Timeout:         timeout,
 				Files:           g.files(k),
 				Script:          fragmentScript,
 				ConsoleLogLevel: 1,

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -348,14 +349,14 @@ trace_on() {
 	oomtrace trace --socket= --cri-endpoint=none --kube-api=off --events oom_kill --cgroup /$c "$@" > /tmp/trace_$c.jsonl 2> /tmp/trace_$c.log &
 	echo $! > /tmp/trace_$c.pid; wait $!; result trace_${c}_exit $?
 }
-(trace_on t1 --count 1 --for 60s) &
-(trace_on t0 --for 60s) & T0=$!
+(trace_on t1 --count 1 --for 300s) &
+(trace_on t0 --for 300s) & T0=$!
 # Up to 2 minutes: two sessions reading kallsyms at once under arm64's
 # emulation, on a loaded host, took more than 30 s.
 i=0; while [ "$(cat /tmp/trace_t1.log /tmp/trace_t0.log 2>/dev/null | grep -c 'probes attached')" != 2 ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 result trace_attach_ds $i
 memhog hog -adj 0 -cgroup /sys/fs/cgroup/t1 -mib 64; result t1_exit $?
-i=0; while ! grep -q trace_t1_exit /tmp/results && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while ! grep -q trace_t1_exit /tmp/results && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 kill -TERM $(cat /tmp/trace_t0.pid); wait $T0
 section trace_t1 < /tmp/trace_t1.jsonl
 section trace_t1_log < /tmp/trace_t1.log
@@ -440,13 +441,15 @@ section results < /tmp/results
 `
 
 func boot(t *testing.T, g guest, k vmtest.Kernel, tier string) *run {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	timeout := vmTimeout(k, 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
 	res, err := bootOnce(t, ctx, vmtest.BootOptions{
+		Console:         consoleLog(t, k.Name()+"-"+tier),
 		Kernel:          k,
 		MemoryMiB:       512,
 		NUMANodes:       2,
-		Timeout:         4 * time.Minute,
+		Timeout:         timeout,
 		Files:           g.files(k),
 		Script:          "TIER=" + tier + "\n" + script,
 		ConsoleLogLevel: 1,
@@ -869,6 +872,32 @@ func bootOnce(t *testing.T, ctx context.Context, opts vmtest.BootOptions) (vmtes
 		res, err = vmtest.Boot(ctx, opts)
 	}
 	return res, err
+}
+
+// vmTimeout is how long a VM of kernel k may run, given how long an amd64
+// one may: arm64's emulation is slower (measured: 2 to 3 times as long per
+// boot on the same host).
+func vmTimeout(k vmtest.Kernel, amd64 time.Duration) time.Duration {
+	if arch(k) == vmtest.ARM64.Name {
+		return 3 * amd64
+	}
+	return amd64
+}
+
+// consoleLog is where a VM's console goes as it arrives, for watching a
+// slow run: a file in $OOMTRACE_VM_CONSOLE_DIR, when that is set.
+func consoleLog(t *testing.T, name string) io.Writer {
+	dir := os.Getenv("OOMTRACE_VM_CONSOLE_DIR")
+	if dir == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Logf("console log: %v", err)
+		return nil
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func lastLines(s string, n int) string {

@@ -137,6 +137,11 @@ func testBoot(t *testing.T, arch Arch) {
 	if err := BuildStaticFor(ctx, arch.Name, "../..", "./internal/memhog", memhog); err != nil {
 		t.Fatal(err)
 	}
+	// arm64's emulation is slower: 2 to 3 times as long per boot here.
+	timeout := 90 * time.Second
+	if arch.Name == ARM64.Name {
+		timeout = 3 * timeout
+	}
 	for _, series := range SeriesOf(arch.Name) {
 		t.Run(series, func(t *testing.T) {
 			k, err := FindArchKernel(arch.Name, series)
@@ -148,7 +153,7 @@ func testBoot(t *testing.T, arch Arch) {
 			}
 			res, err := Boot(ctx, BootOptions{
 				Kernel:  k,
-				Timeout: 45 * time.Second,
+				Timeout: timeout,
 				// Two nodes of 256 MiB: what the kernel matrix's
 				// cpuset and mempolicy OOMs need.
 				NUMANodes: 2,

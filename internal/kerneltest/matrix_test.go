@@ -875,8 +875,9 @@ func bootOnce(t *testing.T, ctx context.Context, opts vmtest.BootOptions) (vmtes
 }
 
 // vmTimeout is how long a VM of kernel k may run, given how long an amd64
-// one may: arm64's emulation is slower (measured: 2 to 3 times as long per
-// boot on the same host).
+// one may. arm64 gets three times as long: its emulation (-cpu max) does
+// more per guest instruction, and on this shared, loaded host single
+// arm64 runs took up to 256 s; a hung guest still fails, only later.
 func vmTimeout(k vmtest.Kernel, amd64 time.Duration) time.Duration {
 	if arch(k) == vmtest.ARM64.Name {
 		return 3 * amd64

@@ -58,10 +58,11 @@ var AMD64 = Arch{
 // arm64 cloud kernels build the 8250 PCI driver and the generic PCI host in,
 // virtio as modules.
 //
-// -cpu max: the newest architecture the emulator knows, as the issue's
-// hosts (Graviton, Ampere) would have; pauth-impdef: pointer authentication
-// with qemu's cheap hash instead of QARMA, which under TCG made every
-// function return several times slower (the kernels sign return addresses).
+// -cpu max: the newest architecture the emulator knows, as recent arm64
+// servers have; pauth-impdef: pointer authentication with qemu's own cheap
+// algorithm instead of the architected QARMA cipher, which qemu's
+// documentation calls expensive to emulate (the kernels sign and check
+// return addresses in every function).
 var ARM64 = Arch{
 	Name:       "arm64",
 	QEMU:       "qemu-system-aarch64",

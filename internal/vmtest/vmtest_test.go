@@ -137,7 +137,8 @@ func testBoot(t *testing.T, arch Arch) {
 	if err := BuildStaticFor(ctx, arch.Name, "../..", "./internal/memhog", memhog); err != nil {
 		t.Fatal(err)
 	}
-	// arm64's emulation is slower: 2 to 3 times as long per boot here.
+	// arm64 gets three times as long: its emulation does more per guest
+	// instruction (see kerneltest's vmTimeout).
 	timeout := 90 * time.Second
 	if arch.Name == ARM64.Name {
 		timeout = 3 * timeout

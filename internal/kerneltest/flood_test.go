@@ -27,7 +27,8 @@ import (
 // rate the kernel manages alone; then with an agent that has the
 // allocation failure hook off, for what the flood alone costs the
 // agent's CPU (the control); then with the agent on tier $TIER as
-// deployed. For each agent it reads the agent's CPU time (/proc/PID/stat,
+// deployed; with $UNBOUNDED=1, last, with an agent that bounds nothing
+// (a line for every failure), for comparison. For each agent it reads the agent's CPU time (/proc/PID/stat,
 // in USER_HZ = 1/100 s) over 3 s idle, and over the flood and the two
 // fold intervals after it.
 const floodScript = `
@@ -74,6 +75,12 @@ with_agent control --alloc-failures=false
 with_agent agent
 section events < /tmp/agent.jsonl
 section agentlog < /tmp/agent.log
+# For comparison, no bound on the lines: a record for every failure.
+if [ "$UNBOUNDED" = 1 ]; then
+	with_agent unbounded --alloc-rate=0 --alloc-rate-total=0
+	result unbounded_lines $(wc -l < /tmp/unbounded.jsonl)
+	section unbounded_log < /tmp/unbounded.log
+fi
 section results < /tmp/results
 `
 
@@ -96,16 +103,29 @@ type flood struct {
 	// over idleWindow before it; control is the same for an agent with
 	// the allocation failure hook off.
 	agent, control agentCPU
-	lines          []*event.Event
+	// The same with no bound on the lines (floodOptions.unbounded): the
+	// agent's CPU, the lines it wrote, and its kernel counters.
+	unbounded         agentCPU
+	unboundedLines    int
+	unboundedCounters probe.Counters
+	lines             []*event.Event
 }
 
 // rateIn is failures a second with the agent attached.
 func (f flood) rateIn() float64 { return float64(f.failures) / f.floodTime.Seconds() }
 
-// runFlood boots k once and floods for floodFor, twice, with the agent on tier.
-func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time.Duration) flood {
+// floodOptions: how runFlood floods.
+type floodOptions struct {
+	duration time.Duration // of each of the test module's two runs
+	// unbounded adds a run with an agent that writes a line per failure.
+	unbounded bool
+}
+
+// runFlood boots k once and floods, with the agent on tier.
+func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, o floodOptions) flood {
 	t.Helper()
-	timeout := vmTimeout(k, 4*time.Minute)
+	// Four floods with three agents take minutes under a loaded host.
+	timeout := vmTimeout(k, 7*time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
 	res, err := bootOnce(t, ctx, vmtest.BootOptions{
@@ -116,7 +136,7 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time
 			{Guest: "/bin/oomtrace", Host: g.bins[arch(k)].oomtrace, Mode: 0o755},
 			{Guest: "/allocfail.ko", Host: g.modules[k.Name()], Mode: 0o644},
 		},
-		Script:          fmt.Sprintf("TIER=%s\nORDER=%d\nFLOOD_MS=%d\n%s", tier, floodOrder, floodFor.Milliseconds(), floodScript),
+		Script:          fmt.Sprintf("TIER=%s\nORDER=%d\nFLOOD_MS=%d\nUNBOUNDED=%d\n%s", tier, floodOrder, o.duration.Milliseconds(), boolInt(o.unbounded), floodScript),
 		ConsoleLogLevel: 1,
 	})
 	if err != nil || res.ExitStatus != 0 {
@@ -138,6 +158,11 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time
 		t.Fatalf("agent exited %v (the control %v):\n%s", results["agent_exit"], results["control_exit"], res.Section("agentlog"))
 	}
 	f.agent, f.control = agentCPUOf(results, "agent_"), agentCPUOf(results, "control_")
+	if o.unbounded {
+		f.unbounded = agentCPUOf(results, "unbounded_")
+		f.unboundedLines = int(results["unbounded_lines"])
+		f.unboundedCounters = stoppedCounters(t, res.Section("unbounded_log"))
+	}
 
 	schema := eventtest.Schema(t)
 	for _, line := range strings.Split(strings.TrimSpace(res.Section("events")), "\n") {
@@ -159,6 +184,13 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, floodFor time
 	}
 	f.counters = stoppedCounters(t, res.Section("agentlog"))
 	return f
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // checkConclusion is oomtrace check's one-line verdict.
@@ -280,7 +312,7 @@ func TestAllocFlood(t *testing.T) {
 				if g.modules[k.Name()] == "" {
 					t.Skip(g.moduleSkip(k))
 				}
-				f := runFlood(t, g, k, tier, 3*time.Second)
+				f := runFlood(t, g, k, tier, floodOptions{duration: 3 * time.Second})
 				checkFlood(t, f)
 				for _, e := range f.lines {
 					if e.Event == event.KindAllocFailuresFolded {
@@ -304,9 +336,11 @@ func TestAllocFlood(t *testing.T) {
 func TestBenchAllocFlood(t *testing.T) {
 	benchreport.Require(t)
 	kernels, g := matrixSetup(t)
-	var b strings.Builder
-	b.WriteString("| kernel | tier | failures/s alone | failures/s, agent | failures | alloc_failure lines | folded lines | folded count | exact | lines/s out | agent CPU, flood | same, hook off | agent CPU, idle |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var flow, cpu strings.Builder
+	flow.WriteString("| kernel | tier | failures/s, no agent | failures/s, agent | failures | alloc_failure lines | folded lines | folded count | exact | lines/s out |\n")
+	flow.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	cpu.WriteString("| kernel | tier | agent CPU idle | flood, folded (defaults) | flood, hook off | flood, no bound: CPU | no bound: lines/s | no bound: folded, ring buffer full |\n")
+	cpu.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, k := range kernels {
 		if g.modules[k.Name()] == "" {
 			t.Errorf("%s: the test module did not build", k.Name())
@@ -315,21 +349,25 @@ func TestBenchAllocFlood(t *testing.T) {
 		for _, tier := range []string{"kprobe", "tracepoint"} {
 			var f flood
 			if !t.Run(k.Series+"/"+tier, func(t *testing.T) {
-				f = runFlood(t, g, k, tier, 3*time.Second)
+				f = runFlood(t, g, k, tier, floodOptions{duration: 2 * time.Second, unbounded: true})
 				checkFlood(t, f)
 			}) || f.failures == 0 {
-				fmt.Fprintf(&b, "| %s | %s | not run: see the test log | | | | | | | | | | |\n", k.Release, tier)
+				fmt.Fprintf(&flow, "| %s | %s | not run: see the test log | | | | | | | |\n", k.Release, tier)
 				continue
 			}
 			exact := "yes"
 			if uint64(f.records)+f.foldedCount != uint64(f.failures) || f.counters.AllocFailures != uint64(f.failures) {
 				exact = "NO"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %d | %d | %d | %d | %s | %.1f | %.1f %% | %.1f %% | %.1f %% |\n",
+			fmt.Fprintf(&flow, "| %s | %s | %.0f | %.0f | %d | %d | %d | %d | %s | %.1f |\n",
 				f.kernel, f.tier, float64(f.baseFailures)/f.baseTime.Seconds(), f.rateIn(), f.failures, f.records, f.foldedLines, f.foldedCount, exact,
-				float64(f.records+f.foldedLines)/f.agent.window.Seconds(),
-				share(f.agent.flood, f.agent.window), share(f.control.flood, f.control.window), share(f.agent.idle, f.agent.idleWindow))
+				float64(f.records+f.foldedLines)/f.agent.window.Seconds())
+			pct := func(c agentCPU) string { return fmt.Sprintf("%.1f %%", share(c.flood, c.window)) }
+			fmt.Fprintf(&cpu, "| %s | %s | %.1f %% | %s | %s | %s | %.0f | %d |\n",
+				f.kernel, f.tier, share(f.agent.idle, f.agent.idleWindow), pct(f.agent), pct(f.control), pct(f.unbounded),
+				float64(f.unboundedLines)/f.unbounded.window.Seconds(), f.unboundedCounters.AllocFolded)
 		}
 	}
-	benchreport.Write(t, "50-alloc-flood", b.String())
+	benchreport.Write(t, "50-alloc-flood", flow.String()+"\nThe agent's CPU, in % of one CPU, over each flood and the 2 s after it (idle: 3 s before it), in the same VM:\n\n"+cpu.String()+
+		"\nqemu TCG, 2 vCPUs, 384 MiB (the emulator's rates, not real hardware's; a loaded host slows the guest); the test module floods order-10 ZONE_DMA allocations without reclaim for 2 × 2 s per arm; lines/s over the flood and 2 s after it.\n")
 }

@@ -62,12 +62,12 @@ struct {
  * 1 s / rate; taking the token moves tat one interval on. interval 0:
  * no limit.
  */
-static __always_inline bool bucket_conforms(__u64 tat, __u64 now, const struct alloc_bucket *b)
+static __always_inline bool bucket_conforms(__u64 tat, __u64 now, const volatile struct alloc_bucket *b)
 {
 	return !b->interval_ns || tat <= now || tat - now <= b->tolerance_ns;
 }
 
-static __always_inline __u64 bucket_take(__u64 tat, __u64 now, const struct alloc_bucket *b)
+static __always_inline __u64 bucket_take(__u64 tat, __u64 now, const volatile struct alloc_bucket *b)
 {
 	return (tat > now ? tat : now) + b->interval_ns;
 }
@@ -92,7 +92,8 @@ static __always_inline struct alloc_tally *alloc_tally_of(const struct alloc_key
 
 /* Whether a failure of t's key at now may have a record of its own;
  * takes a token from both buckets when it may. */
-static __always_inline bool alloc_take_token(struct alloc_tally *t, __u64 now, const struct alloc_limits *lim)
+static __always_inline bool alloc_take_token(struct alloc_tally *t, __u64 now,
+					     const volatile struct alloc_limits *lim)
 {
 	__u32 zero = 0;
 	__u64 *total = bpf_map_lookup_elem(&alloc_total_bucket, &zero);

@@ -365,8 +365,9 @@ static __noinline void on_alloc_failure(void *ctx, __u32 order, __u32 gfp_mask, 
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct mem_cgroup *memcg = task_memcg(task);
-	/* Not copied: the stack is nearly full. */
-	const struct alloc_limits *lim = (const struct alloc_limits *)&alloc_record_limits;
+	/* Not copied: the stack is nearly full. Volatile, so the compiler
+	 * reads what user space set, not the initializer. */
+	const volatile struct alloc_limits *lim = &alloc_record_limits;
 	struct alloc_failure_event *e;
 	struct alloc_key key = {.order = order, .gfp_mask = gfp_mask};
 	struct alloc_tally *t;

@@ -72,7 +72,7 @@ fi
 flood
 dmesg | grep 'oomtrace_allocfail: flood' | section baseline
 with_agent control --alloc-failures=false
-with_agent agent
+with_agent agent $AGENT_FLAGS
 section events < /tmp/agent.jsonl
 section agentlog < /tmp/agent.log
 # For comparison, no bound on the lines: a record for every failure.
@@ -91,6 +91,7 @@ const floodOrder = 10
 // flood is what one VM's flood showed.
 type flood struct {
 	kernel, tier string
+	limits       probe.AllocLimits // the agent's
 	// From the test module: failures and how long its loop took, alone
 	// and with the agent attached.
 	baseFailures, failures int
@@ -119,6 +120,26 @@ type floodOptions struct {
 	duration time.Duration // of each of the test module's two runs
 	// unbounded adds a run with an agent that writes a line per failure.
 	unbounded bool
+	// limits are the agent's --alloc-rate and the others (zero: the
+	// defaults, no flags).
+	limits probe.AllocLimits
+}
+
+// flags are the agent's flags for o.limits.
+func (o floodOptions) flags() string {
+	if o.limits == (probe.AllocLimits{}) {
+		return ""
+	}
+	l := o.limits
+	return fmt.Sprintf("--alloc-rate=%v --alloc-burst=%d --alloc-rate-total=%v --alloc-burst-total=%d", l.KeyRate, l.KeyBurst, l.TotalRate, l.TotalBurst)
+}
+
+// limitsOrDefault are the limits the agent ran with.
+func (o floodOptions) limitsOrDefault() probe.AllocLimits {
+	if o.limits == (probe.AllocLimits{}) {
+		return probe.DefaultAllocLimits
+	}
+	return o.limits
 }
 
 // runFlood boots k once and floods, with the agent on tier.
@@ -136,7 +157,7 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, o floodOption
 			{Guest: "/bin/oomtrace", Host: g.bins[arch(k)].oomtrace, Mode: 0o755},
 			{Guest: "/allocfail.ko", Host: g.modules[k.Name()], Mode: 0o644},
 		},
-		Script:          fmt.Sprintf("TIER=%s\nORDER=%d\nFLOOD_MS=%d\nUNBOUNDED=%d\n%s", tier, floodOrder, o.duration.Milliseconds(), boolInt(o.unbounded), floodScript),
+		Script:          fmt.Sprintf("TIER=%s\nORDER=%d\nFLOOD_MS=%d\nUNBOUNDED=%d\nAGENT_FLAGS=%q\n%s", tier, floodOrder, o.duration.Milliseconds(), boolInt(o.unbounded), o.flags(), floodScript),
 		ConsoleLogLevel: 1,
 	})
 	if err != nil || res.ExitStatus != 0 {
@@ -151,7 +172,7 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, o floodOption
 	if results["refused"] == 1 {
 		t.Skipf("skipped: the agent does not run on %s with --tier=%s: %s", k.Release, tier, checkConclusion(res.Section("check")))
 	}
-	f := flood{kernel: k.Release, tier: tier}
+	f := flood{kernel: k.Release, tier: tier, limits: o.limitsOrDefault()}
 	f.baseFailures, f.baseTime = floodLog(t, res.Section("baseline"))
 	f.failures, f.floodTime = floodLog(t, res.Section("agent_flood"))
 	if results["agent_exit"] != 0 || results["control_exit"] != 0 {
@@ -162,6 +183,11 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, o floodOption
 		f.unbounded = agentCPUOf(results, "unbounded_")
 		f.unboundedLines = int(results["unbounded_lines"])
 		f.unboundedCounters = stoppedCounters(t, res.Section("unbounded_log"))
+		for _, line := range strings.Split(res.Section("unbounded_log"), "\n") {
+			if strings.Contains(line, `"msg":"stopped"`) || strings.Contains(line, `"level":"warn"`) {
+				t.Logf("agent with no bound: %s", line)
+			}
+		}
 	}
 
 	schema := eventtest.Schema(t)
@@ -264,11 +290,11 @@ func stoppedCounters(t *testing.T, log string) probe.Counters {
 	return probe.Counters{}
 }
 
-// checkFlood asserts what a user of the default flags relies on: every
-// failure accounted for exactly, lines at the configured rate.
+// checkFlood asserts what a user relies on: every failure accounted for
+// exactly, lines at the rate the flags set.
 func checkFlood(t *testing.T, f flood) {
 	t.Helper()
-	lim := probe.DefaultAllocLimits
+	lim := f.limits
 	if f.failures < 1000 {
 		t.Fatalf("%d failures with the agent attached: not a flood", f.failures)
 	}
@@ -281,8 +307,11 @@ func checkFlood(t *testing.T, f flood) {
 	// The burst first, then the key's rate, over the flood's wall time;
 	// one more for two CPUs taking the same token at once.
 	maxRecords := int(lim.KeyBurst) + int(math.Ceil(lim.KeyRate*f.agent.floodWall.Seconds())) + 1
-	if f.records < int(lim.KeyBurst) || f.records > maxRecords {
-		t.Errorf("%d alloc_failure lines in a flood of %v: want the burst of %d, at most %d", f.records, f.agent.floodWall, lim.KeyBurst, maxRecords)
+	// At least the burst and the rate over the time the module failed,
+	// less the edges.
+	minRecords := int(lim.KeyBurst) + int(lim.KeyRate*f.floodTime.Seconds()) - 2
+	if f.records < max(minRecords, int(lim.KeyBurst)) || f.records > maxRecords {
+		t.Errorf("%d alloc_failure lines in a flood of %v (%v failing): want %d to %d (burst %d, %v a second)", f.records, f.agent.floodWall, f.floodTime, minRecords, maxRecords, lim.KeyBurst, lim.KeyRate)
 	}
 	// One folded line per interval (1 s) while the key floods, and the
 	// last at exit.
@@ -312,7 +341,8 @@ func TestAllocFlood(t *testing.T) {
 				if g.modules[k.Name()] == "" {
 					t.Skip(g.moduleSkip(k))
 				}
-				f := runFlood(t, g, k, tier, floodOptions{duration: 3 * time.Second})
+				// Not the defaults: the flags must reach the kernel.
+				f := runFlood(t, g, k, tier, floodOptions{duration: 3 * time.Second, limits: probe.AllocLimits{KeyRate: 5, KeyBurst: 2, TotalRate: 20, TotalBurst: 50}})
 				checkFlood(t, f)
 				for _, e := range f.lines {
 					if e.Event == event.KindAllocFailuresFolded {
@@ -351,6 +381,9 @@ func TestBenchAllocFlood(t *testing.T) {
 			if !t.Run(k.Series+"/"+tier, func(t *testing.T) {
 				f = runFlood(t, g, k, tier, floodOptions{duration: 2 * time.Second, unbounded: true})
 				checkFlood(t, f)
+				if f.unboundedLines <= f.records+f.foldedLines {
+					t.Errorf("the agent with no bound wrote %d lines, the bounded one %d: --alloc-rate=0 did not reach the kernel", f.unboundedLines, f.records+f.foldedLines)
+				}
 			}) || f.failures == 0 {
 				fmt.Fprintf(&flow, "| %s | %s | not run: see the test log | | | | | | | |\n", k.Release, tier)
 				continue

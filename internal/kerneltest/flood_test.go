@@ -372,6 +372,11 @@ func TestBenchAllocFlood(t *testing.T) {
 	cpu.WriteString("| kernel | tier | agent CPU idle | flood, folded (defaults) | flood, hook off | flood, no bound: CPU | no bound: lines/s | no bound: folded, ring buffer full |\n")
 	cpu.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, k := range kernels {
+		// ZONE_DMA is 16 MiB on amd64 only: elsewhere the module's
+		// requests would not fail.
+		if arch(k) != vmtest.AMD64.Name {
+			continue
+		}
 		if g.modules[k.Name()] == "" {
 			t.Errorf("%s: the test module did not build", k.Name())
 			continue

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,10 +171,13 @@ func (en *enricher) tasks(e *event.Event, t *timing) {
 }
 
 // buddy records free memory by order on the failing allocation's node.
-// The free totals leave out the 16 MiB DMA zone unless the allocation
-// asked for it: the kernel keeps it for __GFP_DMA (lowmem_reserve), so its
-// blocks are no help to anything else, as in seed 003.
+// On x86-64 the free totals leave out the 16 MiB DMA zone unless the
+// allocation asked for it: the kernel keeps it for __GFP_DMA
+// (lowmem_reserve), so its blocks are no help to anything else, as in seed
+// 003. On arm64 the DMA zone is the low GiBs of RAM (all of a small
+// machine's, as in the kernel matrix's VMs) and serves every allocation.
 func (en *enricher) buddy(e *event.Event, dmaBit uint32) {
+	dmaReserved := runtime.GOARCH == "amd64"
 	zones, err := procfs.ReadBuddyInfo()
 	if err != nil {
 		return
@@ -184,7 +188,7 @@ func (en *enricher) buddy(e *event.Event, dmaBit uint32) {
 			continue
 		}
 		node = append(node, z)
-		if z.Zone != "DMA" || e.Alloc.GFPMask&dmaBit != 0 {
+		if z.Zone != "DMA" || !dmaReserved || e.Alloc.GFPMask&dmaBit != 0 {
 			usable = append(usable, z)
 		}
 	}

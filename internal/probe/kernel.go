@@ -199,7 +199,9 @@ func fentryWorks(spec *btf.Spec, fn string) error {
 	}
 	var f *btf.Func
 	if err := spec.TypeByName(fn, &f); err != nil {
-		return fmt.Errorf("%s not in kernel BTF (inlined, or not built in)", fn)
+		// Seen on Debian's arm64 5.10: kallsyms has oom_kill_process (a
+		// kprobe attaches), its BTF does not.
+		return fmt.Errorf("%s not in kernel BTF, which fentry needs (inlined, not built in, or left out of the BTF when the kernel was built)", fn)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn, License: "GPL",

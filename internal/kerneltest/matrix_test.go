@@ -995,6 +995,10 @@ On arm64:
   the same check as on amd64; symbols are named from /proc/kallsyms.
 - the same scenarios run with the same assertions, in VMs with the same
   memory and two NUMA nodes (qemu's virt board, -cpu max).
+- the DMA zone is the low GiBs of RAM (all of these VMs' memory) and
+  serves every allocation, so an allocation failure's free memory counts
+  it; on x86-64 the 16 MiB DMA zone is left out unless the allocation
+  asked for it.
 `
 
 // kernelFacts is a table of what each kernel offers, as its VMs measured

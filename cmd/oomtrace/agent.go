@@ -215,10 +215,10 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.StringVar(&outputFmt, "output", "json", "event format on stdout: json (one object per line, for log pipelines) or pretty (an incident card per event, for terminals)")
 	f.StringVar(&logLevel, "log-level", "info", "stderr log level: debug, info, warn, error")
 	f.StringVar(&tier, "tier", "", "force an attach tier on every hook that has it: fentry, kprobe or tracepoint (default: the best this kernel allows, per hook)")
-	f.BoolVar(&cfg.AllocFailures, "alloc-failures", true, "trace page allocation failures (alloc_failure events)")
+	switchVar(f, &cfg.AllocFailures, "alloc-failures", true, "trace page allocation failures (alloc_failure events); off (or false) leaves the allocator unhooked, which on tracepoint-only kernels saves the one program that runs on every page allocation")
 	f.Uint32Var(&cfg.AllocMinOrder, "alloc-min-order", 1, "report allocation failures of this order and above; lower ones are counted")
 	f.IntVar(&cfg.OOMScoreAdj, "oom-score-adj", agent.DefaultOOMScoreAdj, "lower the agent's own oom_score_adj to this at start, so a global OOM kills it last (-1000 to 0; 0 leaves it as inherited; needs CAP_SYS_RESOURCE)")
-	f.BoolVar(&cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
+	switchVar(f, &cfg.AllocNoWarn, "alloc-nowarn", false, "report __GFP_NOWARN allocation failures too (default: count them only)")
 	cfg.AllocLimits = probe.DefaultAllocLimits
 	f.Float64Var(&cfg.AllocLimits.KeyRate, "alloc-rate", cfg.AllocLimits.KeyRate, "alloc_failure lines a second per memory cgroup, order and gfp, after --alloc-burst; the kernel counts the rest and an alloc_failures_folded line reports them (0: a line for every failure)")
 	f.Uint32Var(&cfg.AllocLimits.KeyBurst, "alloc-burst", cfg.AllocLimits.KeyBurst, "alloc_failure lines in a row per memory cgroup, order and gfp before --alloc-rate applies")
@@ -230,7 +230,7 @@ said in k8s.lookup_error, and never holds an event back more than ` + kube.Looku
 	f.IntVar(&streamOpts.HistorySize, "stream-history", stream.DefaultHistorySize, "events held for a trace session's --since")
 	f.DurationVar(&streamOpts.HistoryAge, "stream-history-age", stream.DefaultHistoryAge, "hold events for a trace session's --since no longer than this")
 	f.IntVar(&streamOpts.SessionBuffer, "stream-session-buffer", stream.DefaultSessionBuffer, "events a trace session may have waiting before its new ones are dropped and counted (a session that reads slowly delays nothing else)")
-	f.BoolVar(&kubeEvents, "kube-events", true, "post a Kubernetes Event on the Pod for each OOM kill (reason OOMKilled, or OOMKilledProcess when the container's main process lives on) and on the Node for node-wide OOMs, a storm of kills folded into one Event with a count; only when the Kubernetes API is used (--kube-api); needs create and patch on events")
+	switchVar(f, &kubeEvents, "kube-events", true, "post a Kubernetes Event on the Pod for each OOM kill (reason OOMKilled, or OOMKilledProcess when the container's main process lives on) and on the Node for node-wide OOMs, a storm of kills folded into one Event with a count; only when the Kubernetes API is used (--kube-api); needs create and patch on events")
 	// The latency benchmark's stage times (internal/hosttest); not for users.
 	f.StringVar(&timingsFile, "timings-file", "", "write each event's stage times, one JSON line per event, to this file")
 	f.MarkHidden("timings-file")

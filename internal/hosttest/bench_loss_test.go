@@ -16,6 +16,7 @@ import (
 
 	"github.com/oomtrace/oomtrace/internal/benchreport"
 	"github.com/oomtrace/oomtrace/internal/event"
+	"github.com/oomtrace/oomtrace/internal/probe"
 )
 
 // kmsg reads the kernel log (/dev/kmsg) from the moment it was opened,
@@ -196,7 +197,7 @@ func TestBenchStorm(t *testing.T) {
 	benchreport.Require(t)
 	const pods, perPod = 20, 25
 	runs := []stormFigures{
-		measureStorm(t, pods, perPod, "4 MiB (default)"),
+		measureStorm(t, pods, perPod, fmt.Sprintf("%d KiB (default)", probe.DefaultRingBufSize>>10)),
 		measureStorm(t, pods, perPod, "4 KiB (`--ringbuf-size=4096`)", "--ringbuf-size=4096"),
 	}
 	var b strings.Builder

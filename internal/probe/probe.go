@@ -21,10 +21,14 @@ import (
 	"github.com/oomtrace/oomtrace/internal/ksym"
 )
 
-// DefaultRingBufSize holds about a thousand OOM records (3 KiB each): far
-// more than the kernel can kill between two reads, since kills are
-// serialized.
-const DefaultRingBufSize = 4 << 20
+// DefaultRingBufSize holds about 340 OOM records (3 KiB each): more than
+// the kernel kills in seconds, since kills are serialized, while the
+// reader takes each as it comes. Each MiB counts twice in the agent's RSS
+// (the kernel maps the data pages twice, for records that wrap), so 4 MiB
+// made 8 MiB of a 37 MiB idle RSS; a storm of 500 kills loses none with
+// a single page (docs/benchmarks.md, 41-storm). Losses are counted per
+// event kind either way.
+const DefaultRingBufSize = 1 << 20
 
 // Config is what the probes need before load.
 type Config struct {

@@ -378,7 +378,9 @@ func TestBenchAllocFlood(t *testing.T) {
 			continue
 		}
 		if g.modules[k.Name()] == "" {
-			t.Errorf("%s: the test module did not build", k.Name())
+			// As TestAllocFlood skips it; the row says so.
+			t.Logf("%s: %s", k.Name(), g.moduleSkip(k))
+			fmt.Fprintf(&flow, "| %s | both | not run: no test module for this kernel (see the test log) | | | | | | | |\n", k.Release)
 			continue
 		}
 		for _, tier := range []string{"kprobe", "tracepoint"} {

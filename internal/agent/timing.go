@@ -76,8 +76,9 @@ func (t *timing) timeStep(s step, f func()) {
 	t.steps[s] = max(time.Since(start), 1)
 }
 
-// timingRecord is the line written per event.
-type timingRecord struct {
+// TimingRecord is the line --timings-file gets per event (the latency
+// benchmark reads it back).
+type TimingRecord struct {
 	Event string `json:"event"`
 	OOMID uint64 `json:"oom_id,omitempty"`
 	PID   uint32 `json:"pid,omitempty"`
@@ -98,8 +99,8 @@ type timingRecord struct {
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
-func (t *timing) record(e *event.Event) timingRecord {
-	r := timingRecord{
+func (t *timing) record(e *event.Event) TimingRecord {
+	r := TimingRecord{
 		Event:             e.Event,
 		OOMID:             e.OOMID,
 		KernelToReadUS:    us(t.kernelToRead),

@@ -46,7 +46,7 @@ func TestTimingRecord(t *testing.T) {
 	q.putTimed(pending{e: e, t: tm})
 	q.close(time.Second)
 
-	var r timingRecord
+	var r TimingRecord
 	if err := json.Unmarshal(ts.Bytes(), &r); err != nil {
 		t.Fatalf("timing line %q: %v", ts.String(), err)
 	}

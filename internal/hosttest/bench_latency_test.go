@@ -13,26 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomtrace/oomtrace/internal/agent"
 	"github.com/oomtrace/oomtrace/internal/benchreport"
 	"github.com/oomtrace/oomtrace/internal/cgroup"
 )
 
-// stageTimes is one line of the agent's --timings-file (internal/agent
-// timing.go): microseconds per stage of one event.
-type stageTimes struct {
-	Event             string             `json:"event"`
-	Memcg             string             `json:"memcg"`
-	KernelToReadUS    float64            `json:"kernel_to_read_us"`
-	DecodeUS          float64            `json:"decode_us"`
-	EnrichQueueUS     float64            `json:"enrich_queue_us"`
-	EnrichUS          float64            `json:"enrich_us"`
-	OutputQueueUS     float64            `json:"output_queue_us"`
-	EncodeUS          float64            `json:"encode_us"`
-	WriteUS           float64            `json:"write_us"`
-	KernelToEnrichUS  float64            `json:"kernel_to_enrich_us"`
-	KernelToWrittenUS float64            `json:"kernel_to_written_us"`
-	StepsUS           map[string]float64 `json:"steps_us"`
-}
+// stageTimes is one line of the agent's --timings-file: microseconds
+// per stage of one event.
+type stageTimes = agent.TimingRecord
 
 // latencyRun is what one scenario measured: the stage times of the
 // oom_kill lines of the scenario's own pods (other OOMs on the host are

@@ -217,12 +217,18 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		}
 		lines.putTimed(p)
 	}
-	fold := func() {
+	// fold reports what the kernel folded; the last one (at exit) reads
+	// every tally whatever the total says.
+	fold := func(last bool) {
+		total, err := probes.AllocFolded()
+		if err == nil && !last && folder.Idle(total) {
+			return
+		}
 		tallies, err := probes.Tallies()
 		if err != nil {
 			log.Warn("read allocation failure tallies", zap.Error(err))
 		}
-		for _, e := range folder.Fold(tallies, time.Now()) {
+		for _, e := range folder.Fold(tallies, total, time.Now()) {
 			handle(pending{e: e})
 		}
 	}
@@ -250,7 +256,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				}
 				handle(p)
 			case <-foldTicker.C:
-				fold()
+				fold(false)
 			case <-ticker.C:
 				if c, err := probes.Counters(); err == nil {
 					if loss := c.Lost() + queueDrops.Load() + lines.drops.Load(); loss > lastLoss {
@@ -263,7 +269,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		// The probes are detached and every record is read: what is still
 		// folded is reported now, the last counts complete.
 		folder.SetMaxLines(0)
-		fold()
+		fold(true)
 	}()
 	<-enriched
 	wg.Wait()

@@ -150,13 +150,10 @@ func runFlood(t *testing.T, g guest, k vmtest.Kernel, tier string, o floodOption
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
 	res, err := bootOnce(t, ctx, vmtest.BootOptions{
-		Kernel:    k,
-		MemoryMiB: 384,
-		Timeout:   timeout,
-		Files: []vmtest.File{
-			{Guest: "/bin/oomtrace", Host: g.bins[arch(k)].oomtrace, Mode: 0o755},
-			{Guest: "/allocfail.ko", Host: g.modules[k.Name()], Mode: 0o644},
-		},
+		Kernel:          k,
+		MemoryMiB:       384,
+		Timeout:         timeout,
+		Files:           g.files(k),
 		Script:          fmt.Sprintf("TIER=%s\nORDER=%d\nFLOOD_MS=%d\nUNBOUNDED=%d\nAGENT_FLAGS=%q\n%s", tier, floodOrder, o.duration.Milliseconds(), boolInt(o.unbounded), o.flags(), floodScript),
 		ConsoleLogLevel: 1,
 	})

@@ -136,6 +136,11 @@ type Folder struct {
 	maxLines int
 	keys     map[AllocKey]*foldedKey
 	cgroups  map[uint64]cgroupName
+	// foldedTotal is the kernel's count of folded failures (all keys)
+	// when the last Fold began, and behind whether that Fold left keys
+	// for the next: see Idle.
+	foldedTotal uint64
+	behind      bool
 }
 
 type foldedKey struct {
@@ -168,9 +173,19 @@ func (f *Folder) Learn(e *event.Event) {
 	f.cgroups[e.Alloc.CgroupID] = cgroupName{e.Trigger.Cgroup, e.Trigger.CgroupTruncated}
 }
 
+// Idle says that no key can have failures folded since the last Fold:
+// the kernel's count of folded failures, foldedTotal, has not moved, and
+// that Fold left nothing for later. Reading the tallies (up to 8,192
+// keys, a system call or two each) every interval would otherwise keep
+// an idle agent busy on a node where many cgroups once failed.
+func (f *Folder) Idle(foldedTotal uint64) bool {
+	return !f.behind && foldedTotal == f.foldedTotal
+}
+
 // Fold returns a line for each key with failures folded since its last
-// line, as of now.
-func (f *Folder) Fold(tallies []Tally, now time.Time) []*event.Event {
+// line, as of now. foldedTotal is the kernel's count of folded failures
+// (Probes.AllocFolded) read before the tallies.
+func (f *Folder) Fold(tallies []Tally, foldedTotal uint64, now time.Time) []*event.Event {
 	type due struct {
 		t     Tally
 		k     *foldedKey
@@ -208,7 +223,8 @@ func (f *Folder) Fold(tallies []Tally, now time.Time) []*event.Event {
 		}
 		return int(min(max(int64(b.count)-int64(a.count), -1), 1))
 	})
-	if f.maxLines > 0 && len(pending) > f.maxLines {
+	f.foldedTotal, f.behind = foldedTotal, f.maxLines > 0 && len(pending) > f.maxLines
+	if f.behind {
 		pending = pending[:f.maxLines]
 	}
 	out := make([]*event.Event, 0, len(pending))

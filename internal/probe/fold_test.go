@@ -37,7 +37,10 @@ func TestFolderReportsEachCountOnce(t *testing.T) {
 		{Key: a, Records: 11, Folded: 900, FirstNS: 1e9, LastNS: 3e9},
 		{Key: a, Records: 12, Folded: 1900, FirstNS: 1e9, LastNS: 4e9},
 	} {
-		lines := f.Fold([]Tally{tally}, now.Add(time.Duration(i)*time.Second))
+		if idle, want := f.Idle(tally.Folded), i == 0 || i == 2; idle != want {
+			t.Errorf("fold %d: Idle(%d) = %v, want %v (only while the kernel's total stays where the last fold left it)", i, tally.Folded, idle, want)
+		}
+		lines := f.Fold([]Tally{tally}, tally.Folded, now.Add(time.Duration(i)*time.Second))
 		if want := map[int]int{0: 0, 1: 1, 2: 0, 3: 1}[i]; len(lines) != want {
 			t.Fatalf("fold %d: %d lines, want %d", i, len(lines), want)
 		}
@@ -65,12 +68,12 @@ func TestFolderNewEntry(t *testing.T) {
 	f := NewFolder(foldDecoder(), "mm_page_alloc", 0)
 	a := AllocKey{CgroupID: 1, Order: 3}
 	now := time.Unix(100, 0)
-	f.Fold([]Tally{{Key: a, Folded: 500, FirstNS: 1}}, now)
-	lines := f.Fold([]Tally{{Key: a, Folded: 7, FirstNS: 50}}, now.Add(time.Second))
+	f.Fold([]Tally{{Key: a, Folded: 500, FirstNS: 1}}, 500, now)
+	lines := f.Fold([]Tally{{Key: a, Folded: 7, FirstNS: 50}}, 507, now.Add(time.Second))
 	if len(lines) != 1 || lines[0].Folded.Count != 7 {
 		t.Fatalf("after the entry was made again: %v, want one line of 7", lines)
 	}
-	f.Fold(nil, now.Add(2*time.Second))
+	f.Fold(nil, 507, now.Add(2*time.Second))
 	if len(f.keys) != 0 || len(f.cgroups) != 0 {
 		t.Errorf("keys %v cgroups %v kept after the kernel dropped them", f.keys, f.cgroups)
 	}
@@ -82,16 +85,24 @@ func TestFolderBoundsLines(t *testing.T) {
 	f := NewFolder(foldDecoder(), "warn_alloc", 2)
 	now := time.Unix(100, 0)
 	var tallies []Tally
+	var total uint64
 	for id := uint64(1); id <= 5; id++ {
 		tallies = append(tallies, Tally{Key: AllocKey{CgroupID: id, Order: 2}, Folded: id * 10, FirstNS: id})
+		total += id * 10
 	}
 	var all []*event.Event
 	for i := 0; i < 3; i++ {
-		lines := f.Fold(tallies, now.Add(time.Duration(i)*time.Second))
+		if i > 0 && f.Idle(total) {
+			t.Fatalf("fold %d: Idle with keys left over from the last fold", i)
+		}
+		lines := f.Fold(tallies, total, now.Add(time.Duration(i)*time.Second))
 		if len(lines) > 2 {
 			t.Fatalf("fold %d: %d lines, want at most 2", i, len(lines))
 		}
 		all = append(all, lines...)
+	}
+	if !f.Idle(total) {
+		t.Error("not Idle once every key was reported and the total stayed")
 	}
 	got := counts(all)
 	for _, tl := range tallies {

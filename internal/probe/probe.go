@@ -281,6 +281,26 @@ type Counters struct {
 // Lost is what was lost rather than left out on purpose.
 func (c Counters) Lost() uint64 { return c.RingBufFull }
 
+// counterSum is one counter, summed over the CPUs.
+func (p *Probes) counterSum(which bpf.OomtraceCounter) (uint64, error) {
+	var perCPU []uint64
+	if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {
+		return 0, fmt.Errorf("read counter %d: %w", which, err)
+	}
+	var sum uint64
+	for _, n := range perCPU {
+		sum += n
+	}
+	return sum, nil
+}
+
+// AllocFolded is the kernel's count of failures folded, all keys
+// together (Counters().AllocFolded, read alone): it moves only when some
+// key's tally has something to report.
+func (p *Probes) AllocFolded() (uint64, error) {
+	return p.counterSum(bpf.OomtraceCounterCOUNTER_ALLOC_FOLDED)
+}
+
 // Counters sums the per-CPU counters.
 func (p *Probes) Counters() (Counters, error) {
 	var c Counters
@@ -294,13 +314,11 @@ func (p *Probes) Counters() (Counters, error) {
 		bpf.OomtraceCounterCOUNTER_ALLOC_FAILURES:    &c.AllocFailures,
 		bpf.OomtraceCounterCOUNTER_ALLOC_FOLDED:      &c.AllocFolded,
 	} {
-		var perCPU []uint64
-		if err := p.counter.Lookup(uint32(which), &perCPU); err != nil {
-			return c, fmt.Errorf("read counter %d: %w", which, err)
+		n, err := p.counterSum(which)
+		if err != nil {
+			return c, err
 		}
-		for _, n := range perCPU {
-			*dst += n
-		}
+		*dst = n
 	}
 	for kind := bpf.OomtraceEventKindEVENT_OOM_KILL; kind < bpf.OomtraceEventKindEVENT_KIND_MAX; kind++ {
 		var perCPU []uint64

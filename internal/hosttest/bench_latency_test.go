@@ -5,11 +5,14 @@ package hosttest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +43,9 @@ const (
 
 // The time from the kernel's timestamp of an OOM kill to its line written
 // on stdout, quiet (one kill at a time, the agent idle in between) and in
-// a storm (20 pods killing at once, ≥ 100 kills/s), with where it goes.
+// two storms (20 pods killing at once as fast as their processes can be
+// started and fill; 500 victims made ready first and signalled 5 ms
+// apart, ≥ 100 kills/s), with where it goes.
 //
 // Each runs twice: with the kernel console as the host has it, and with
 // console_loglevel 3. The kernel prints "Killed process ..." at KERN_ERR
@@ -66,7 +71,8 @@ func TestBenchLatency(t *testing.T) {
 		setConsoleLogLevel(t, console.level)
 		runs = append(runs,
 			latencyScenario(t, h, "quiet, "+console.name, false),
-			latencyScenario(t, h, "storm of 20 pods, "+console.name, true))
+			latencyScenario(t, h, "storm of 20 pods, "+console.name, true),
+			readyVictimScenario(t, h, fmt.Sprintf("storm of %d ready victims, %v apart, %s", readyPods*readyContainersPerPod, readyInterval, console.name)))
 	}
 	setConsoleLogLevel(t, level)
 
@@ -184,23 +190,109 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, atOnce bool)
 		}
 	}
 	storm := &podStorm{h: h}
-	prefixes := map[string]bool{}
 	for _, s := range storms {
 		storm.containers = append(storm.containers, s.containers...)
-	}
-	for _, dir := range storm.containers {
-		prefixes[cgroup.PodPath(strings.TrimPrefix(dir, h.Mount))] = true
 	}
 	timings := filepath.Join(t.TempDir(), "timings.jsonl")
 	a := startAgent(t, "--timings-file", timings)
 	for _, s := range storms {
 		s.run(t, perPod)
 	}
+	return collectLatency(t, name, a, timings, storm, pods*perPod)
+}
+
+// A storm at the rate the target names, which the respawning storm cannot
+// make on two CPUs (each of its kills is a process start and 12 MiB of page
+// faults): every victim is started first, in a container of its own,
+// holding its memory and waiting; the container's limit is then lowered to
+// its usage and a little more, and the victims are signalled one after
+// another, each signal an OOM kill a few page faults later.
+const (
+	readyPods, readyContainersPerPod = 20, 25 // 500 victims
+	readyLimitMiB, readyHeldMiB      = 16, 6
+	readyHeadroom                    = 128 << 10 // bytes above a ready victim's usage
+	readyInterval                    = 5 * time.Millisecond // 200 kills/s asked
+)
+
+func readyVictimScenario(t *testing.T, h cgroup.Hierarchy, name string) latencyRun {
+	t.Helper()
+	tr := newTree(t, h)
+	storm := &podStorm{h: h}
+	for range readyPods {
+		pod := "/kubepods/burstable/pod" + newPodUID(t)
+		tr.mkdir(pod, 0)
+		for range readyContainersPerPod {
+			storm.containers = append(storm.containers, tr.mkdir(pod+"/"+newContainerID(t), readyLimitMiB<<20))
+		}
+	}
+	bin := memhog(t)
+	victims := make([]*exec.Cmd, len(storm.containers))
+	exited := make([]bool, len(victims))
+	// Registered after the tree's removal, so run before it.
+	t.Cleanup(func() {
+		for i, cmd := range victims {
+			if cmd != nil && !exited[i] {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		}
+	})
+	// Pod after pod in the order they are signalled: the kills go round
+	// the pods.
+	for i := range victims {
+		dir := storm.containers[(i%readyPods)*readyContainersPerPod+i/readyPods]
+		cmd := exec.Command(bin, "hog", "-cgroup", dir, "-adj", "0", "-pre-mib", strconv.Itoa(readyHeldMiB), "-mib", strconv.Itoa(4*readyLimitMiB), "-on-signal")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		victims[i] = cmd
+		if line, err := bufio.NewReader(out).ReadString('\n'); line != "waiting\n" {
+			t.Fatalf("victim in %s said %q (%v), want waiting", dir, line, err)
+		}
+	}
+
+	for _, dir := range storm.containers {
+		tr.setLimit(dir, tr.usage(dir)+readyHeadroom)
+	}
+
+	timings := filepath.Join(t.TempDir(), "timings.jsonl")
+	a := startAgent(t, "--timings-file", timings)
+	next := time.Now()
+	for _, cmd := range victims {
+		if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		next = next.Add(readyInterval)
+		time.Sleep(time.Until(next))
+	}
+	for i, cmd := range victims {
+		err := cmd.Wait()
+		exited[i] = true
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("victim %d ended with %v, want killed by the OOM killer", i, err)
+		}
+	}
+	return collectLatency(t, name, a, timings, storm, len(victims))
+}
+
+// collectLatency stops the agent and reads its timings of the kills in
+// storm's containers, of which there must be want.
+func collectLatency(t *testing.T, name string, a *agentRun, timings string, storm *podStorm, want int) latencyRun {
+	t.Helper()
 	events, stats := a.stop(t)
 	if stats.QueueDrops != 0 || stats.KernelDrops.RingBufFull != 0 {
 		t.Errorf("%s: the agent dropped events: %+v", name, stats)
 	}
 
+	prefixes := map[string]bool{}
+	for _, dir := range storm.containers {
+		prefixes[cgroup.PodPath(strings.TrimPrefix(dir, storm.h.Mount))] = true
+	}
 	run := latencyRun{name: name}
 	var first, last time.Time
 	for _, e := range storm.inStorm(ofKind(events, "oom_kill")) {
@@ -212,7 +304,7 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, atOnce bool)
 		}
 	}
 	if d := last.Sub(first).Seconds(); d > 0 {
-		run.rate = float64(pods*perPod-1) / d
+		run.rate = float64(want-1) / d
 	}
 	f, err := os.Open(timings)
 	if err != nil {
@@ -229,7 +321,7 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, atOnce bool)
 			run.kills = append(run.kills, s)
 		}
 	}
-	if want := pods * perPod; len(run.kills) < want {
+	if len(run.kills) < want {
 		t.Fatalf("%s: %d kills timed, want the %d the pods made", name, len(run.kills), want)
 	}
 	return run

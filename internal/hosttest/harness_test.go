@@ -127,15 +127,39 @@ func (tr *tree) mkdir(rel string, limit int64) string {
 		}
 	}
 	if limit > 0 {
-		file := "memory.max"
-		if tr.h.Version == 1 {
-			file = "memory.limit_in_bytes"
-		}
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
-			tr.t.Fatalf("set %s/%s: %v", dir, file, err)
-		}
+		tr.setLimit(dir, limit)
 	}
 	return dir
+}
+
+// setLimit sets dir's memory limit in bytes.
+func (tr *tree) setLimit(dir string, limit int64) {
+	tr.t.Helper()
+	file := "memory.max"
+	if tr.h.Version == 1 {
+		file = "memory.limit_in_bytes"
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+		tr.t.Fatalf("set %s/%s: %v", dir, file, err)
+	}
+}
+
+// usage is dir's memory usage in bytes.
+func (tr *tree) usage(dir string) int64 {
+	tr.t.Helper()
+	file := "memory.current"
+	if tr.h.Version == 1 {
+		file = "memory.usage_in_bytes"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		tr.t.Fatalf("%s/%s: %v", dir, file, err)
+	}
+	return n
 }
 
 // remove kills what still runs in the cgroups mkdir made and deletes

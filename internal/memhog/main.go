@@ -27,6 +27,8 @@
 //	-sleeper            leave a small process in the cgroup that holds on
 //	-write FILE -write-mib N   write N MiB to FILE, a MiB at a time
 //	-bind-node N        set_mempolicy(MPOL_BIND) to NUMA node N
+//	-pre-mib N          map and touch N MiB before anything below (a
+//	                    process that already holds its memory)
 //	-on-signal          print "waiting", touch only after a SIGUSR1 (an
 //	                    OOM at the moment a test chooses)
 //	-paced              touch a MiB every 5 ms
@@ -71,6 +73,7 @@ type hogFlags struct {
 	adj          int
 	setAdj       bool // -adj was given
 	mib          int
+	preMiB       int
 	hold, paced  bool
 	progress     bool
 	init         bool
@@ -95,6 +98,7 @@ func main() {
 	fs.StringVar(&f.cgroup, "cgroup", "", "cgroup directory to join first")
 	fs.IntVar(&f.adj, "adj", 0, "oom_score_adj to set first (not given: left as it is)")
 	fs.IntVar(&f.mib, "mib", 0, "MiB to allocate (fragment: 0 is all it can without an OOM)")
+	fs.IntVar(&f.preMiB, "pre-mib", 0, "hog: MiB to allocate first, before -on-signal waits")
 	fs.BoolVar(&f.hold, "hold", false, "hog: print ready and keep the memory until killed")
 	fs.BoolVar(&f.paced, "paced", false, "hog: touch a MiB every 5 ms, so a victim killed meanwhile has time to free its memory")
 	fs.BoolVar(&f.progress, "progress", false, "hog: print progress every 8 MiB")
@@ -194,6 +198,9 @@ func hog(f hogFlags) {
 	}
 	if f.bindNode >= 0 {
 		bindNode(f.bindNode)
+	}
+	if f.preMiB > 0 {
+		touch(f.preMiB, false, false)
 	}
 	if f.onSignal {
 		usr1 := make(chan os.Signal, 1)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oomtrace/oomtrace/internal/cgroup"
@@ -75,8 +76,20 @@ func (en *enricher) enrichTimed(e *event.Event, t *timing) {
 		}()
 	}
 	if en.hier != nil {
-		en.memoryStats(e, t)
-		en.tasks(e, t)
+		// The reads fill separate fields of e and do not depend on one
+		// another: they run side by side, so an event waits for its
+		// slowest read rather than for their sum (a memory.stat read right
+		// after a kill pays the kernel's flush of per-CPU counters), and
+		// in a storm the next event waits that much less. The limited
+		// cgroup's memory.stat is read here, first.
+		var wg sync.WaitGroup
+		var pids []int
+		wg.Add(2)
+		go func() { defer wg.Done(); en.otherStats(e, t) }()
+		go func() { defer wg.Done(); pids = en.taskTable(e, t) }()
+		en.limitedStat(e, t)
+		wg.Wait()
+		en.tmpfs(e, pids, t)
 	}
 	if named != nil {
 		<-named
@@ -94,9 +107,8 @@ func (en *enricher) enrichTimed(e *event.Event, t *timing) {
 	})
 }
 
-// memoryStats reads memory.stat of the cgroup whose limit fired, and of
-// the victim's cgroup and the pod's where they differ from it.
-func (en *enricher) memoryStats(e *event.Event, t *timing) {
+// limitedStat reads memory.stat of the cgroup whose limit fired.
+func (en *enricher) limitedStat(e *event.Event, t *timing) {
 	if m := e.Memcg; m != nil && m.PathTruncated {
 		// Only the last levels of a deeper path: reading it would read
 		// another cgroup, or none.
@@ -116,6 +128,11 @@ func (en *enricher) memoryStats(e *event.Event, t *timing) {
 			m.Stat = memoryStatOf(st)
 		}
 	}
+}
+
+// otherStats reads memory.stat of the victim's cgroup and the pod's, where
+// they differ from the cgroup whose limit fired.
+func (en *enricher) otherStats(e *event.Event, t *timing) {
 	if v := e.Victim; v != nil && !v.CgroupTruncated && (e.Memcg == nil || v.Cgroup != e.Memcg.Path) && v.Cgroup != "/" {
 		t.timeStep(stepVictimStat, func() {
 			if st, err := en.hier.ReadMemoryStat(v.Cgroup); err == nil {
@@ -134,8 +151,8 @@ func (en *enricher) memoryStats(e *event.Event, t *timing) {
 	}
 }
 
-// tasks fills the task table of the OOM cgroup, and its tmpfs mounts when
-// shmem is a large share of it.
+// taskTable fills the task table of the OOM cgroup and returns the pids it
+// looked at (for tmpfs).
 //
 // Dying tasks are not read: /proc/PID/status takes a reference on the
 // task's memory, and a victim whose exit finishes while the agent holds
@@ -143,11 +160,10 @@ func (en *enricher) memoryStats(e *event.Event, t *timing) {
 // which is when the kernel kills a second task. The agent must not widen
 // that window. The victim's numbers come from the kernel side instead,
 // and a group kill, where every task is dying, gets no table.
-func (en *enricher) tasks(e *event.Event, t *timing) {
+func (en *enricher) taskTable(e *event.Event, t *timing) (pids []int) {
 	if e.Event == event.KindAllocFailure || e.Memcg == nil || e.Memcg.PathTruncated || e.GroupKill {
-		return
+		return nil
 	}
-	var pids []int
 	t.timeStep(stepTasks, func() {
 		var err error
 		if pids, err = en.hier.Procs(e.Memcg.Path); err != nil || len(pids) == 0 {
@@ -165,7 +181,16 @@ func (en *enricher) tasks(e *event.Event, t *timing) {
 			})
 		}
 	})
-	if st := e.Memcg.Stat; pids != nil && st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
+	return pids
+}
+
+// tmpfs lists the tmpfs mounts of the OOM cgroup's tasks (pids) when shmem
+// is a large share of its memory.
+func (en *enricher) tmpfs(e *event.Event, pids []int, t *timing) {
+	if pids == nil { // no task table: e.Memcg may be nil
+		return
+	}
+	if st := e.Memcg.Stat; st != nil && st.ShmemBytes*4 >= e.Memcg.UsageBytes {
 		t.timeStep(stepTmpfs, func() { e.TmpfsMounts = procfs.TmpfsMounts(pids, 16) })
 	}
 }

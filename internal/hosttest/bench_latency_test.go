@@ -210,7 +210,7 @@ func latencyScenario(t *testing.T, h cgroup.Hierarchy, name string, atOnce bool)
 const (
 	readyPods, readyContainersPerPod = 20, 25 // 500 victims
 	readyLimitMiB, readyHeldMiB      = 16, 6
-	readyHeadroom                    = 128 << 10 // bytes above a ready victim's usage
+	readyHeadroom                    = 128 << 10            // bytes above a ready victim's usage
 	readyInterval                    = 5 * time.Millisecond // 200 kills/s asked
 )
 

@@ -194,6 +194,21 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 	seen := newVictimSet(4096)
 	folder := probe.NewFolder(dec, probes.AllocSource(), cfg.AllocFoldLines)
+	// deliver hands an enriched event on, in the order the events came.
+	deliver := func(p pending) {
+		// Sinks count the event even when its line cannot be
+		// written: the kill happened either way.
+		p.t.timeStep(stepSinks, func() {
+			for _, s := range cfg.Sinks {
+				s.Observe(p.e)
+			}
+		})
+		if p.t != nil {
+			p.t.enriched = time.Now()
+		}
+		lines.putTimed(p)
+	}
+	order := &inOrder{width: enrichWidth, enrich: func(p pending) { enr.enrichTimed(p.e, p.t) }, deliver: deliver}
 	handle := func(p pending) {
 		e := p.e
 		if e.Victim != nil && e.OOMID != 0 && !seen.add(e.OOMID, e.Victim.PID) {
@@ -204,18 +219,7 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			p.t.enrichStart = time.Now()
 		}
 		folder.Learn(e)
-		enr.enrichTimed(e, p.t)
-		// Sinks count the event even when its line cannot be
-		// written: the kill happened either way.
-		p.t.timeStep(stepSinks, func() {
-			for _, s := range cfg.Sinks {
-				s.Observe(e)
-			}
-		})
-		if p.t != nil {
-			p.t.enriched = time.Now()
-		}
-		lines.putTimed(p)
+		order.start(p, len(queue))
 	}
 	// fold reports what the kernel folded; the last one (at exit) reads
 	// every tally whatever the total says.
@@ -232,10 +236,11 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 			handle(pending{e: e})
 		}
 	}
-	// Enrichment runs on a thread of its own (lockPipelineThread), one
-	// event at a time: lines are written in the order the kernel
-	// recorded the events, so the kill lines of one OOM, and the OOMs,
-	// never interleave.
+	// Enrichment is led from a thread of its own (lockPipelineThread):
+	// events are taken in the order the kernel recorded them, enriched
+	// side by side when they come faster than one enrichment takes
+	// (inOrder), and their lines written in that same order, so the kill
+	// lines of one OOM, and the OOMs, never interleave.
 	enriched := make(chan struct{})
 	go func() {
 		defer close(enriched)
@@ -248,13 +253,19 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		defer foldTicker.Stop()
 		var lastLoss uint64
 		for done := false; !done; {
+			in := queue
+			if order.full() {
+				in = nil // until the oldest event in flight is delivered
+			}
 			select {
-			case p, ok := <-queue:
+			case p, ok := <-in:
 				if !ok {
 					done = true
 					break
 				}
 				handle(p)
+			case <-order.headDone():
+				order.deliverReady()
 			case <-foldTicker.C:
 				fold(false)
 			case <-ticker.C:
@@ -266,10 +277,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 				}
 			}
 		}
+		order.drain()
 		// The probes are detached and every record is read: what is still
 		// folded is reported now, the last counts complete.
 		folder.SetMaxLines(0)
 		fold(true)
+		order.drain()
 	}()
 	<-enriched
 	wg.Wait()
@@ -290,6 +303,12 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 	}
 	return stats, nil
 }
+
+// enrichWidth bounds the events enriched at once. Each reads a few cgroup
+// and /proc files (its own reads side by side too); a few at once let a
+// storm's lines pass a slow one without the agent taking more of a small
+// node's CPUs than the storm leaves it.
+const enrichWidth = 4
 
 // DefaultAllocFoldLines bounds the alloc_failures_folded lines written
 // per interval; keys beyond it are reported in the next.

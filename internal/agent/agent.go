@@ -160,7 +160,9 @@ func Run(ctx context.Context, cfg Config, out Writer, log *zap.Logger) (Stats, e
 		cfg.OnReady()
 	}
 
-	enr := newEnricher(hierp, probes.GFP.Bit("__GFP_DMA"), cfg.Names)
+	enr := newEnricher(hierp, gfpBits{
+		dma: probes.GFP.Bit("__GFP_DMA"), movable: probes.GFP.Bit("__GFP_MOVABLE"), directReclaim: probes.GFP.Bit("__GFP_DIRECT_RECLAIM"),
+	}, cfg.Names)
 	dec := &probe.Decoder{PageSize: uint64(os.Getpagesize()), Node: cfg.Node, BootToWall: bootToWall, GFP: probes.GFP}
 	if probes.Symbols != nil {
 		dec.Symbols = probes.Symbols

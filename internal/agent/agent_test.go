@@ -47,7 +47,7 @@ func TestEnrichCgroupGone(t *testing.T) {
 		Constraint: event.ConstraintMemcg,
 		Memcg:      &event.Memcg{Path: "/kubepods/pod8f2d5e1a-3b4c-4d5e-8f90-a1b2c3d4e5f6", LimitBytes: 1 << 30, UsageBytes: 1 << 30},
 	}
-	newEnricher(hier, 0, nil).enrich(e)
+	newEnricher(hier, gfpBits{}, nil).enrich(e)
 	if e.Memcg.Stat != nil || !strings.Contains(e.Memcg.StatError, "removed") || e.Memcg.StatDelayUS == nil {
 		t.Errorf("memcg %+v: want no stat, a stat_error saying the cgroup was removed, and the delay", e.Memcg)
 	}
@@ -107,7 +107,7 @@ func TestEnrichNames(t *testing.T) {
 	}
 	names := &fakeNamer{names: map[string]kube.Names{id: {Namespace: "shop", Pod: "web-7c9d8f6b5-x2x4q", Container: "app", Workload: &kube.Workload{Kind: "Deployment", Name: "web"}}}}
 	e := victim()
-	newEnricher(nil, 0, names).enrich(e)
+	newEnricher(nil, gfpBits{}, names).enrich(e)
 	want := event.K8s{Namespace: "shop", Pod: "web-7c9d8f6b5-x2x4q", Container: "app", Workload: &event.Workload{Kind: "Deployment", Name: "web"},
 		PodUID: uid, ContainerID: id, QOS: "Burstable"}
 	if e.K8s == nil || !reflect.DeepEqual(*e.K8s, want) {
@@ -120,7 +120,7 @@ func TestEnrichNames(t *testing.T) {
 
 	failing := &fakeNamer{err: errors.New("pod and container names: cri: dial unix /run/containerd/containerd.sock: connect: connection refused")}
 	e = victim()
-	newEnricher(nil, 0, failing).enrich(e)
+	newEnricher(nil, gfpBits{}, failing).enrich(e)
 	if k := e.K8s; k.Pod != "" || k.Workload != nil || k.LookupError != failing.err.Error() || k.PodUID != uid {
 		t.Errorf("k8s %+v: want the IDs, no names, and lookup_error %q", k, failing.err)
 	}
@@ -130,7 +130,7 @@ func TestEnrichNames(t *testing.T) {
 	e = victim()
 	e.Victim.Cgroup, e.Trigger.Cgroup, e.Memcg.Path = "/system.slice/cron.service", "/system.slice/cron.service", "/system.slice/cron.service"
 	asked := len(failing.asked)
-	newEnricher(nil, 0, failing).enrich(e)
+	newEnricher(nil, gfpBits{}, failing).enrich(e)
 	if e.K8s != nil || len(failing.asked) != asked {
 		t.Errorf("k8s %+v, asked %q: a cgroup no pod's is not looked up", e.K8s, failing.asked)
 	}

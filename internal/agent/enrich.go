@@ -32,7 +32,13 @@ type enricher struct {
 	names    Namer             // nil: no names
 	pageSize uint64
 	memTotal uint64
-	dmaBit   uint32 // __GFP_DMA on this kernel
+	gfp      gfpBits
+}
+
+// gfpBits are the GFP flags whose bits differ between kernels that decide
+// which free blocks an allocation could use.
+type gfpBits struct {
+	dma, movable, directReclaim uint32
 }
 
 // Namer names a pod and its container from the IDs in a cgroup path, as
@@ -42,8 +48,8 @@ type Namer interface {
 	Names(at time.Time, podUID, containerID string) (kube.Names, error)
 }
 
-func newEnricher(hier *cgroup.Hierarchy, dmaBit uint32, names Namer) *enricher {
-	return &enricher{hier: hier, names: names, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), dmaBit: dmaBit}
+func newEnricher(hier *cgroup.Hierarchy, gfp gfpBits, names Namer) *enricher {
+	return &enricher{hier: hier, names: names, pageSize: uint64(os.Getpagesize()), memTotal: memTotal(), gfp: gfp}
 }
 
 // enrich adds what it can to e.
@@ -96,7 +102,7 @@ func (en *enricher) enrichTimed(e *event.Event, t *timing) {
 	}
 	if e.Event == event.KindAllocFailure {
 		// Not for folded counts: they span many moments, on any node.
-		t.timeStep(stepBuddy, func() { en.buddy(e, en.dmaBit) })
+		t.timeStep(stepBuddy, func() { en.buddy(e) })
 	}
 	t.timeStep(stepDiagnose, func() {
 		node := diagnose.Node{MemTotalBytes: en.memTotal, PageSize: en.pageSize}
@@ -195,33 +201,41 @@ func (en *enricher) tmpfs(e *event.Event, pids []int, t *timing) {
 	}
 }
 
-// buddy records free memory by order on the failing allocation's node.
-// On x86-64 the free totals leave out the 16 MiB DMA zone unless the
+// buddy records free memory by order on the failing allocation's node,
+// and how much of it the allocation could have used.
+//
+// On x86-64 the usable memory leaves out the 16 MiB DMA zone unless the
 // allocation asked for it: the kernel keeps it for __GFP_DMA
 // (lowmem_reserve), so its blocks are no help to anything else, as in seed
 // 003. On arm64 the DMA zone is the low GiBs of RAM (all of a small
 // machine's, as in the kernel matrix's VMs) and serves every allocation.
-func (en *enricher) buddy(e *event.Event, dmaBit uint32) {
+// Where /proc/pagetypeinfo can be read (root), the usable memory also
+// leaves out the free blocks of migrate types the allocation cannot take
+// (procfs.UsableBy): the CMA area that Debian's arm64 kernels keep, 64 MiB
+// of free blocks of every order that an unmovable allocation cannot have.
+func (en *enricher) buddy(e *event.Event) {
 	dmaReserved := runtime.GOARCH == "amd64"
 	zones, err := procfs.ReadBuddyInfo()
 	if err != nil {
 		return
 	}
-	var node, usable []procfs.Zone
+	mask := e.Alloc.GFPMask
+	onNode := func(z procfs.Zone) bool { return z.Node == int(e.Alloc.Node) }
+	usableZone := func(z procfs.Zone) bool {
+		return onNode(z) && (z.Zone != "DMA" || !dmaReserved || mask&en.gfp.dma != 0)
+	}
 	for _, z := range zones {
-		if z.Node != int(e.Alloc.Node) {
-			continue
-		}
-		node = append(node, z)
-		if z.Zone != "DMA" || !dmaReserved || e.Alloc.GFPMask&dmaBit != 0 {
-			usable = append(usable, z)
+		if onNode(z) {
+			e.Buddy = append(e.Buddy, event.Zone{Node: z.Node, Zone: z.Zone, FreeBlocks: z.Free})
 		}
 	}
+	if types, err := procfs.ReadPageTypeInfo(); err == nil {
+		movable, atomic := mask&en.gfp.movable != 0, mask&en.gfp.directReclaim == 0
+		zones = procfs.AsZones(types, func(typ string) bool { return procfs.UsableBy(typ, movable, atomic) })
+	}
+	usable := slices.DeleteFunc(zones, func(z procfs.Zone) bool { return !usableZone(z) })
 	free := procfs.FreeBytes(usable, en.pageSize)
 	above := procfs.FreeBytesAtOrAbove(usable, int(e.Alloc.Order), en.pageSize)
-	for _, z := range node {
-		e.Buddy = append(e.Buddy, event.Zone{Node: z.Node, Zone: z.Zone, FreeBlocks: z.Free})
-	}
 	e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = &free, &above
 }
 

@@ -41,7 +41,7 @@ func TestTimingRecord(t *testing.T) {
 	tm := newTiming(uint64(boot.Nano()) - uint64(time.Millisecond))
 	tm.decoded = time.Now()
 	tm.enrichStart = time.Now()
-	newEnricher(&cgroup.Hierarchy{Version: 2, Mount: t.TempDir()}, 0, nil).enrichTimed(e, tm)
+	newEnricher(&cgroup.Hierarchy{Version: 2, Mount: t.TempDir()}, gfpBits{}, nil).enrichTimed(e, tm)
 	tm.enriched = time.Now()
 	q.putTimed(pending{e: e, t: tm})
 	q.close(time.Second)

@@ -46,14 +46,6 @@ func TestFragmentation(t *testing.T) {
 			if g.modules[k.Name()] == "" {
 				t.Skip(g.moduleSkip(k))
 			}
-			if k.Name() == "5.10-arm64" {
-				// Measured: its order-6 failures came while buddyinfo
-				// listed 16 MiB free in blocks of order 7 to 10 that the
-				// allocation could not use. buddyinfo does not say why
-				// (CMA or reserved pageblocks: /proc/pagetypeinfo would),
-				// so the rule, which reads buddyinfo, sees no fragmentation.
-				t.Skip("skipped: on arm64 5.10 free blocks of order 7 to 10 that an unmovable allocation cannot use stay in /proc/buddyinfo; the fragmentation rule would need /proc/pagetypeinfo to leave them out")
-			}
 			timeout := vmTimeout(k, 5*time.Minute)
 			ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 			defer cancel()

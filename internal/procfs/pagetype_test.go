@@ -87,3 +87,52 @@ func TestParsePageTypeInfoErrors(t *testing.T) {
 		}
 	}
 }
+
+// This machine's own file parses, and its types add up to buddyinfo.
+func TestReadPageTypeInfoThisMachine(t *testing.T) {
+	types, err := ReadPageTypeInfo()
+	if err != nil {
+		t.Skipf("/proc/pagetypeinfo: %v (root only since Linux 5.6)", err)
+	}
+	zones, err := ReadBuddyInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both files are read a moment apart on a live machine: the totals
+	// agree within what moves in between.
+	all, buddy := FreeBytes(AsZones(types, func(string) bool { return true }), 4096), FreeBytes(zones, 4096)
+	if diff := max(all, buddy) - min(all, buddy); diff > buddy/10 {
+		t.Errorf("pagetypeinfo's types add up to %d bytes free, buddyinfo says %d", all, buddy)
+	}
+}
+
+func FuzzParsePageTypeInfo(f *testing.F) {
+	for _, s := range []string{
+		pageTypeCMA, "", "Node 0, zone DMA, type CMA 1", "Node 0, zone DMA, type CMA",
+		"Node 0, zone DMA, type CMA 18446744073709551615 18446744073709551615",
+		"Node 0 zone DMA, type CMA 1 2", "Node 0, zone DMA type CMA 1", "Node ,, zone ,, type , ,",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		types, err := ParsePageTypeInfo(strings.NewReader(s))
+		if err != nil {
+			if n := len(err.Error()); n == 0 || n > 1000 {
+				t.Fatalf("error of %d bytes: %.200q", n, err)
+			}
+			return
+		}
+		for _, zt := range types {
+			if zt.Node < 0 || zt.Type == "" || len(zt.Free) == 0 {
+				t.Fatalf("accepted a line without node, type or counts: %+v", zt)
+			}
+		}
+		all := AsZones(types, func(string) bool { return true })
+		some := AsZones(types, func(typ string) bool { return UsableBy(typ, false, false) })
+		for o := 0; o < 70; o++ {
+			if a, b := FreeBytesAtOrAbove(all, o, 4096), FreeBytesAtOrAbove(some, o, 4096); b > a {
+				t.Fatalf("order %d: %d bytes usable of %d free", o, b, a)
+			}
+		}
+	})
+}

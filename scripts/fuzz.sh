@@ -25,12 +25,28 @@ if [ -z "$targets" ]; then
 	echo "fuzz: no fuzz targets found" >&2
 	exit 1
 fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 n=0
 while read -r pkg names; do
 	for name in $names; do
 		[[ $name =~ $FUZZ_RUN ]] || continue
 		echo "fuzz: $pkg $name for $FUZZTIME" >&2
-		"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINTIME" "$pkg"
+		corpus="$pkg/testdata/fuzz/$name"
+		before=$(ls "$corpus" 2>/dev/null || true)
+		if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINTIME" "$pkg" 2>&1 | tee "$log"; then
+			# Go before 1.27 can fail a target at the end of -fuzztime with
+			# a bare "context deadline exceeded" and no failing input: a
+			# race in its fuzzing coordinator (golang/go#75804), seen here
+			# on a loaded machine. That, and only that, is not a finding:
+			# no new input in the corpus, and the corpus replays clean.
+			if grep -qx '    context deadline exceeded' "$log" && [ "$(ls "$corpus" 2>/dev/null || true)" = "$before" ] &&
+				"$GO" test -count=1 -run "^${name}\$" "$pkg" >&2; then
+				echo "fuzz: $name: Go's coordinator ended the run with \"context deadline exceeded\" and no failing input (golang/go#75804); the corpus replays clean" >&2
+			else
+				exit 1
+			fi
+		fi
 		n=$((n + 1))
 	done
 done <<< "$targets"

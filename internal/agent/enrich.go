@@ -229,11 +229,11 @@ func (en *enricher) buddy(e *event.Event) {
 			e.Buddy = append(e.Buddy, event.Zone{Node: z.Node, Zone: z.Zone, FreeBlocks: z.Free})
 		}
 	}
+	usable := slices.DeleteFunc(slices.Clone(zones), func(z procfs.Zone) bool { return !usableZone(z) })
 	if types, err := procfs.ReadPageTypeInfo(); err == nil {
 		movable, atomic := mask&en.gfp.movable != 0, mask&en.gfp.directReclaim == 0
-		zones = procfs.AsZones(types, func(typ string) bool { return procfs.UsableBy(typ, movable, atomic) })
+		usable = procfs.WithoutTypes(usable, types, func(typ string) bool { return !procfs.UsableBy(typ, movable, atomic) })
 	}
-	usable := slices.DeleteFunc(zones, func(z procfs.Zone) bool { return !usableZone(z) })
 	free := procfs.FreeBytes(usable, en.pageSize)
 	above := procfs.FreeBytesAtOrAbove(usable, int(e.Alloc.Order), en.pageSize)
 	e.Alloc.FreeBytes, e.Alloc.FreeBytesAtOrAboveOrder = &free, &above

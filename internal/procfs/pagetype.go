@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -84,7 +85,9 @@ func parsePageTypeLine(f []string) (ZoneType, error) {
 	}
 	zt := ZoneType{Node: node, Zone: zone, Type: f[5], Free: make([]uint64, len(f)-6)}
 	for order, s := range f[6:] {
-		v, err := strconv.ParseUint(s, 10, 64)
+		// The kernel stops counting a list at 100,000 blocks, under the
+		// zone's lock, and prints ">100000": at least that many.
+		v, err := strconv.ParseUint(strings.TrimPrefix(s, ">"), 10, 64)
 		if err != nil {
 			return ZoneType{}, fmt.Errorf("zone %.80s, type %.80s: free blocks of order %d: %s: expected an unsigned integer", zone, zt.Type, order, excerpt(s))
 		}
@@ -110,29 +113,24 @@ func UsableBy(typ string, movable, atomic bool) bool {
 	return true
 }
 
-// AsZones folds the types of each (node, zone) that keep(type) allows into
-// one buddyinfo-like Zone, in the order the zones first appear.
-func AsZones(types []ZoneType, keep func(typ string) bool) []Zone {
-	var zones []Zone
-	index := map[[2]string]int{}
-	for _, zt := range types {
-		k := [2]string{strconv.Itoa(zt.Node), zt.Zone}
-		i, ok := index[k]
-		if !ok {
-			i = len(zones)
-			index[k] = i
-			zones = append(zones, Zone{Node: zt.Node, Zone: zt.Zone})
+// WithoutTypes returns buddyinfo's zones with the free blocks of the
+// migrate types drop names taken away: what is left is what an allocation
+// could use. buddyinfo's counts are exact and pagetypeinfo's stop at
+// 100,000 a list, so the counts start from buddyinfo and what is taken
+// away (CMA, a reserve: small) is at most what pagetypeinfo says.
+func WithoutTypes(zones []Zone, types []ZoneType, drop func(typ string) bool) []Zone {
+	out := make([]Zone, len(zones))
+	for i, z := range zones {
+		free := slices.Clone(z.Free)
+		for _, zt := range types {
+			if zt.Node != z.Node || zt.Zone != z.Zone || !drop(zt.Type) {
+				continue
+			}
+			for o := range min(len(free), len(zt.Free)) {
+				free[o] -= min(free[o], zt.Free[o])
+			}
 		}
-		if !keep(zt.Type) {
-			continue
-		}
-		z := &zones[i]
-		for len(z.Free) < len(zt.Free) {
-			z.Free = append(z.Free, 0)
-		}
-		for o, n := range zt.Free {
-			z.Free[o] = addSat(z.Free[o], n)
-		}
+		out[i] = Zone{Node: z.Node, Zone: z.Zone, Free: free}
 	}
-	return zones
+	return out
 }

@@ -35,8 +35,8 @@ func TestParsePageTypeInfoCMA(t *testing.T) {
 		t.Fatalf("parsed %+v: want the 6 free-block lines of zone DMA, CMA's fifth", types)
 	}
 	const page = 4096
-	all := AsZones(types, func(string) bool { return true })
-	unmovable := AsZones(types, func(typ string) bool { return UsableBy(typ, false, false) })
+	all := sumTypes(types) // what buddyinfo says
+	unmovable := WithoutTypes(all, types, func(typ string) bool { return !UsableBy(typ, false, false) })
 	// What buddyinfo shows: 2.8 MiB in blocks of order 6 or more.
 	if got := FreeBytesAtOrAbove(all, 6, page); got != (1<<6+1<<7+1<<9)*page {
 		t.Errorf("all types: %d bytes at or above order 6, want the CMA blocks' %d", got, (1<<6+1<<7+1<<9)*page)
@@ -48,7 +48,7 @@ func TestParsePageTypeInfoCMA(t *testing.T) {
 	if got, want := FreeBytes(unmovable, page), FreeBytes(all, page)-(300+1<<6+1<<7+1<<9)*page; got != want {
 		t.Errorf("usable by an unmovable allocation: %d bytes free, want all but CMA's, %d", got, want)
 	}
-	if movable := AsZones(types, func(typ string) bool { return UsableBy(typ, true, false) }); FreeBytesAtOrAbove(movable, 6, page) == 0 {
+	if movable := WithoutTypes(all, types, func(typ string) bool { return !UsableBy(typ, true, false) }); FreeBytesAtOrAbove(movable, 6, page) == 0 {
 		t.Error("a movable allocation may use CMA's blocks: want them counted")
 	}
 }
@@ -100,7 +100,7 @@ func TestReadPageTypeInfoThisMachine(t *testing.T) {
 	}
 	// Both files are read a moment apart on a live machine: the totals
 	// agree within what moves in between.
-	all, buddy := FreeBytes(AsZones(types, func(string) bool { return true }), 4096), FreeBytes(zones, 4096)
+	all, buddy := FreeBytes(sumTypes(types), 4096), FreeBytes(zones, 4096)
 	if diff := max(all, buddy) - min(all, buddy); diff > buddy/10 {
 		t.Errorf("pagetypeinfo's types add up to %d bytes free, buddyinfo says %d", all, buddy)
 	}
@@ -127,12 +127,45 @@ func FuzzParsePageTypeInfo(f *testing.F) {
 				t.Fatalf("accepted a line without node, type or counts: %+v", zt)
 			}
 		}
-		all := AsZones(types, func(string) bool { return true })
-		some := AsZones(types, func(typ string) bool { return UsableBy(typ, false, false) })
+		all := sumTypes(types)
+		some := WithoutTypes(all, types, func(typ string) bool { return !UsableBy(typ, false, false) })
 		for o := 0; o < 70; o++ {
 			if a, b := FreeBytesAtOrAbove(all, o, 4096), FreeBytesAtOrAbove(some, o, 4096); b > a {
 				t.Fatalf("order %d: %d bytes usable of %d free", o, b, a)
 			}
 		}
 	})
+}
+
+// sumTypes adds up each zone's types, as buddyinfo does.
+func sumTypes(types []ZoneType) []Zone {
+	var zones []Zone
+	for _, zt := range types {
+		i := slices.IndexFunc(zones, func(z Zone) bool { return z.Node == zt.Node && z.Zone == zt.Zone })
+		if i < 0 {
+			i = len(zones)
+			zones = append(zones, Zone{Node: zt.Node, Zone: zt.Zone})
+		}
+		for len(zones[i].Free) < len(zt.Free) {
+			zones[i].Free = append(zones[i].Free, 0)
+		}
+		for o, n := range zt.Free {
+			zones[i].Free[o] = addSat(zones[i].Free[o], n)
+		}
+	}
+	return zones
+}
+
+// A list the kernel stopped counting (">100000") parses as at least that
+// many; taking away more than buddyinfo has leaves none, not a wrap.
+func TestPageTypeInfoCappedCount(t *testing.T) {
+	types, err := ParsePageTypeInfo(strings.NewReader("Node    0, zone   Normal, type          CMA >100000      2\n"))
+	if err != nil || len(types) != 1 || types[0].Free[0] != 100000 {
+		t.Fatalf("parsed %+v, %v: want 100000 blocks of order 0", types, err)
+	}
+	buddy := []Zone{{Node: 0, Zone: "Normal", Free: []uint64{5000, 7}}}
+	got := WithoutTypes(buddy, types, func(string) bool { return true })
+	if !slices.Equal(got[0].Free, []uint64{0, 5}) || buddy[0].Free[0] != 5000 {
+		t.Errorf("without CMA: %v (buddyinfo now %v), want [0 5] and buddyinfo untouched", got[0].Free, buddy[0].Free)
+	}
 }
